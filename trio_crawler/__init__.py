@@ -1,0 +1,1 @@
+"""trio-crawler: a polite, hostile-site-safe web crawler on Trio (API assembled as modules land)."""

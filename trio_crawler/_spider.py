@@ -1,0 +1,357 @@
+"""The spider contract: what a user writes, and the values that cross it.
+
+A spider is the seed's two-step contract in Python idiom:
+
+* ``scrape(page)`` receives one fetched :class:`Page` and returns or yields what it found:
+  :class:`Request` objects are followed, anything else is an *item*. It may be an async
+  generator (``yield``) or a coroutine returning an iterable (``return [...]``).
+* ``process(item)`` does something with one item (store it, print it). It runs concurrently
+  under the processing limiter. Items reach ``process`` **at least once**: a page fetched again
+  after a crash or a cancellation can deliver its items again.
+* ``failed(failure)`` (optional) sees a page that could not be fetched; it may yield items
+  (the generic spider yields an error record).
+
+The engine never looks inside items. Spiders are looked up by name in :data:`registry`
+or loaded from ``path/to/file.py:Class`` / ``package.module:Class``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+
+from ._exceptions import FailureKind, SpiderNotFound
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+#: What responses a spider wants handed to ``scrape``: parsed HTML only, JSON only, or anything.
+Accept: TypeAlias = Literal["html", "json", "any"]
+
+Item: TypeAlias = Any
+ScrapeOutput: TypeAlias = "Request | Item"
+ScrapeResult: TypeAlias = (
+    "AsyncIterator[Request | Item] | Awaitable[Iterable[Request | Item] | None]"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """A URL to fetch, with what the spider wants to send and remember about it.
+
+    ``url`` is fetched as given; dedupe uses its canonical form. ``meta`` must be
+    JSON-serialisable (it is stored with the frontier). ``depth``, ``referrer``,
+    ``retries`` and ``redirects`` are filled in by the engine.
+    """
+
+    url: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    priority: int = 0
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    dont_filter: bool = False
+    depth: int = 0
+    referrer: str | None = None
+    retries: int = 0
+    redirects: tuple[str, ...] = ()
+
+    @property
+    def original_url(self) -> str:
+        """The URL first asked for, before any redirect."""
+        return self.redirects[0] if self.redirects else self.url
+
+
+class Headers(Mapping[str, str]):
+    """An immutable, case-insensitive view of response headers.
+
+    Repeated headers are joined with ``", "`` on lookup; :meth:`get_list` returns each value.
+    """
+
+    __slots__ = ("_items", "_map")
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: tuple[tuple[str, str], ...] = tuple(items)
+        merged: dict[str, str] = {}
+        for key, value in self._items:
+            low = key.lower()
+            merged[low] = f"{merged[low]}, {value}" if low in merged else value
+        self._map = merged
+
+    def __getitem__(self, key: str) -> str:
+        return self._map[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._map
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def get_list(self, key: str) -> list[str]:
+        low = key.lower()
+        return [v for k, v in self._items if k.lower() == low]
+
+    def raw(self) -> tuple[tuple[str, str], ...]:
+        return self._items
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+
+class Page:
+    """One fetched response, handed to ``Spider.scrape``.
+
+    ``url`` is the URL this response came from (the last hop of a redirect chain);
+    ``request.original_url`` the first. ``body`` holds at most ``max_body_size`` decoded
+    bytes; ``truncated`` says whether more was sent. Text, the HTML tree and the links are
+    computed on first use and cached.
+    """
+
+    __slots__ = (
+        "_extracted",
+        "_html",
+        "_text",
+        "body",
+        "content_type",
+        "elapsed",
+        "headers",
+        "request",
+        "status",
+        "truncated",
+        "url",
+    )
+
+    def __init__(
+        self,
+        *,
+        request: Request,
+        url: str,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        truncated: bool = False,
+        elapsed: float = 0.0,
+    ) -> None:
+        from . import _extract
+
+        self.request = request
+        self.url = url
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.truncated = truncated
+        self.elapsed = elapsed
+        self.content_type = _extract.media_type(headers.get("content-type"))
+        self._text: str | None = None
+        self._html: LexborHTMLParser | None = None
+        self._extracted: _extract.Extracted | None = None
+
+    @property
+    def depth(self) -> int:
+        return self.request.depth
+
+    @property
+    def is_html(self) -> bool:
+        """True when the body is HTML by its Content-Type, or by sniffing when that is absent."""
+        from . import _extract
+
+        return _extract.sniff_is_html(self.headers.get("content-type"), self.body)
+
+    @property
+    def is_json(self) -> bool:
+        ct = self.content_type
+        return ct == "application/json" or ct.endswith("+json")
+
+    @property
+    def text(self) -> str:
+        """The body decoded: charset header, then BOM, then ``<meta charset>``, then a fallback."""
+        if self._text is None:
+            from . import _extract
+
+            self._text = _extract.decode_body(self.body, self.headers.get("content-type"))[0]
+        return self._text
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.text)
+
+    @property
+    def html(self) -> LexborHTMLParser:
+        """The parsed HTML tree (selectolax's lexbor parser)."""
+        if self._html is None:
+            from selectolax.lexbor import LexborHTMLParser
+
+            self._html = LexborHTMLParser(self.text)
+        return self._html
+
+    def css(self, selector: str) -> list[LexborNode]:
+        return list(self.html.css(selector))
+
+    def extracted(self, max_links: int = 10_000) -> _extract.Extracted:
+        """Links, title, base href and robots directives of an HTML page (cached)."""
+        if self._extracted is None:
+            from . import _extract
+
+            self._extracted = _extract.extract(self.html, self.url, max_links=max_links)
+        return self._extracted
+
+    def links(self) -> list[str]:
+        """Absolute http(s) URLs of the page's followable links, in document order."""
+        return [link.url for link in self.extracted().links if not link.nofollow]
+
+    def follow(self, href: str, **kwargs: Any) -> Request:
+        """A :class:`Request` for ``href`` resolved against the page (and its ``<base href>``)."""
+        from urllib.parse import urljoin
+
+        base = self.extracted().base_url if self.is_html else self.url
+        return Request(url=urljoin(base, href.strip()), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Page {self.status} {self.url}>"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Failure:
+    """A request that ended without a page for ``scrape``: handed to ``Spider.failed``."""
+
+    request: Request
+    kind: FailureKind
+    message: str
+    status: int | None = None
+    url: str = ""  # the last URL tried (a redirect hop), else the request's URL
+    elapsed: float = 0.0
+
+
+class Spider:
+    """Base class for spiders. Subclass it, set ``name`` and ``start_urls``, write ``scrape``.
+
+    Class attributes a spider may set:
+
+    ``name``          registry key (``trio-crawler run NAME``)
+    ``description``   one line shown by ``trio-crawler spiders``
+    ``start_urls``    where the crawl starts (or override :meth:`start_requests`)
+    ``accept``        ``"html"`` (default), ``"json"`` or ``"any"``: which responses reach scrape
+    ``headers``       headers sent with every request of this spider (API token, Accept...)
+    ``custom_settings`` overrides of :class:`~trio_crawler.Settings` fields this spider needs
+                      (the user's explicit flags still win)
+    ``args``          the ``--arg NAME=VALUE`` names this spider takes, with their help text
+
+    Constructor keyword arguments are the ``--arg`` values (strings).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    start_urls: ClassVar[tuple[str, ...]] = ()
+    accept: ClassVar[Accept] = "html"
+    headers: ClassVar[Mapping[str, str]] = {}
+    custom_settings: ClassVar[Mapping[str, Any]] = {}
+    args: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, **kwargs: str) -> None:
+        unknown = sorted(set(kwargs) - set(self.args))
+        if unknown:
+            known = ", ".join(sorted(self.args)) or "none"
+            raise SpiderNotFound(
+                f"spider {self.name!r} takes no argument {unknown[0]!r} (it takes: {known})"
+            )
+        self.arguments: dict[str, str] = dict(kwargs)
+
+    def start_requests(self) -> Iterable[Request | str]:
+        """Where the crawl starts. By default, ``start_urls``."""
+        return self.start_urls
+
+    def scrape(self, page: Page) -> ScrapeResult:
+        """Return or yield items and :class:`Request` objects found on ``page``."""
+        raise NotImplementedError(f"{type(self).__name__}.scrape")
+
+    async def process(self, item: Item) -> None:
+        """Do something with one item. Runs concurrently; at-least-once. Default: nothing."""
+
+    def failed(self, failure: Failure) -> ScrapeResult:
+        """Called for a request that failed for good. May yield items. Default: nothing."""
+
+        async def nothing() -> list[Any]:
+            return []
+
+        return nothing()
+
+
+async def iterate_result(result: ScrapeResult) -> AsyncIterator[Any]:
+    """Walk what ``scrape``/``failed`` produced, whichever form it took."""
+    if inspect.isasyncgen(result) or hasattr(result, "__anext__"):
+        async for value in result:  # type: ignore[union-attr]
+            yield value
+        return
+    if inspect.isawaitable(result):
+        produced = await result
+    else:
+        produced = result
+    if produced is None:
+        return
+    for value in produced:
+        yield value
+
+
+# ---------------------------------------------------------------- registry
+
+#: Built-in spiders by name. Filled lazily by :func:`spider_names` / :func:`load_spider`.
+registry: dict[str, type[Spider]] = {}
+
+
+def register(cls: type[Spider]) -> type[Spider]:
+    """Class decorator: make a spider available by its ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    registry[cls.name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    from . import spiders  # noqa: F401  (importing registers them)
+
+
+def spider_names() -> dict[str, type[Spider]]:
+    _load_builtins()
+    return dict(sorted(registry.items()))
+
+
+def load_spider(ref: str) -> type[Spider]:
+    """Resolve ``NAME``, ``path/to/file.py:Class`` or ``package.module:Class`` to a spider class."""
+    _load_builtins()
+    if ":" not in ref:
+        try:
+            return registry[ref]
+        except KeyError:
+            names = ", ".join(sorted(registry)) or "none"
+            raise SpiderNotFound(f"unknown spider {ref!r} (known: {names})") from None
+    target, _, attr = ref.rpartition(":")
+    try:
+        if target.endswith(".py") or "/" in target:
+            path = Path(target)
+            if not path.is_file():
+                raise SpiderNotFound(f"no such spider file: {target}")
+            mod_name = f"_trio_crawler_user_{path.stem}"
+            spec = importlib.util.spec_from_file_location(mod_name, path)
+            if spec is None or spec.loader is None:
+                raise SpiderNotFound(f"cannot load {target}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except SpiderNotFound:
+        raise
+    except Exception as exc:  # user code failing at import: one line, not a traceback
+        raise SpiderNotFound(f"cannot import {target}: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Spider)):
+        raise SpiderNotFound(f"{ref}: {attr!r} is not a Spider subclass in {target}")
+    return cls

@@ -1,0 +1,1 @@
+"""Built-in spiders. Importing this package registers them."""
