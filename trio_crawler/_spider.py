@@ -117,10 +117,13 @@ class Page:
     __slots__ = (
         "_extracted",
         "_html",
+        "_obey_meta",
+        "_obey_nofollow",
         "_text",
         "body",
         "content_type",
         "elapsed",
+        "header_robots",
         "headers",
         "request",
         "status",
@@ -138,6 +141,9 @@ class Page:
         body: bytes,
         truncated: bool = False,
         elapsed: float = 0.0,
+        header_robots: frozenset[str] = frozenset(),
+        obey_meta_robots: bool = True,
+        obey_nofollow: bool = True,
     ) -> None:
         from . import _extract
 
@@ -148,6 +154,9 @@ class Page:
         self.body = body
         self.truncated = truncated
         self.elapsed = elapsed
+        self.header_robots = header_robots
+        self._obey_meta = obey_meta_robots
+        self._obey_nofollow = obey_nofollow
         self.content_type = _extract.media_type(headers.get("content-type"))
         self._text: str | None = None
         self._html: LexborHTMLParser | None = None
@@ -203,9 +212,27 @@ class Page:
             self._extracted = _extract.extract(self.html, self.url, max_links=max_links)
         return self._extracted
 
+    @property
+    def robots(self) -> frozenset[str]:
+        """Robots directives for this page: ``X-Robots-Tag`` plus ``<meta name="robots">``."""
+        if not self.is_html:
+            return self.header_robots
+        return self.header_robots | self.extracted().meta_robots
+
     def links(self) -> list[str]:
-        """Absolute http(s) URLs of the page's followable links, in document order."""
-        return [link.url for link in self.extracted().links if not link.nofollow]
+        """Absolute http(s) URLs of the page's followable links, in document order.
+
+        Empty when the page says ``nofollow`` (meta robots or X-Robots-Tag) and the crawl obeys
+        it; links with ``rel="nofollow"`` are left out unless the crawl ignores them.
+        """
+        if not self.is_html:
+            return []
+        extracted = self.extracted()
+        if self._obey_meta and "nofollow" in (self.header_robots | extracted.meta_robots):
+            return []
+        if self._obey_nofollow:
+            return [link.url for link in extracted.links if not link.nofollow]
+        return [link.url for link in extracted.links]
 
     def follow(self, href: str, **kwargs: Any) -> Request:
         """A :class:`Request` for ``href`` resolved against the page (and its ``<base href>``)."""
@@ -234,6 +261,9 @@ class Spider:
     """Base class for spiders. Subclass it, set ``name`` and ``start_urls``, write ``scrape``.
 
     Class attributes a spider may set:
+
+    Responses that are not 2xx after retries and redirects do not reach ``scrape``: they are
+    failures, handed to ``failed`` with their status.
 
     ``name``          registry key (``trio-crawler run NAME``)
     ``description``   one line shown by ``trio-crawler spiders``
@@ -274,6 +304,16 @@ class Spider:
 
     async def process(self, item: Item) -> None:
         """Do something with one item. Runs concurrently; at-least-once. Default: nothing."""
+
+    def rate_limit_delay(self, page: Page) -> float | None:
+        """Seconds the server asks this spider to wait (an API's rate-limit headers), or None.
+
+        Called for every response before ``scrape``. For a non-2xx answer the request goes back
+        to the frontier and is tried again after the delay (not counted as a retry); for a 2xx
+        answer the page is scraped and its host paused for the delay. The engine caps the delay
+        at ``Settings.max_retry_after``. Default: None.
+        """
+        return None
 
     def failed(self, failure: Failure) -> ScrapeResult:
         """Called for a request that failed for good. May yield items. Default: nothing."""

@@ -1,0 +1,315 @@
+"""The command line: arguments -> Settings -> trio.run. No crawl logic of its own.
+
+Exit codes: 0 the crawl ran to its end (or to a limit it was given); 1 the crawl failed
+(``--fail-fast`` tripped, the store failed); 2 bad input (flag, URL, spider, output);
+130 interrupted with Ctrl-C (output flushed, statistics printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import trio
+
+from ._engine import Crawler
+from ._exceptions import CrawlerError, SettingsError
+from ._export import Exporter, open_exporter
+from ._progress import print_summary, show_progress, write_stats_json
+from ._settings import __version__, Settings
+from ._spider import Spider, load_spider, spider_names
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("trio_crawler")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"trio-crawler: error: {message}\n")
+
+
+def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", action="append", metavar="FILE",
+                     help="write items to FILE (.jsonl, .csv, .db; '-' for stdout); repeatable")
+    out.add_argument("--format", choices=["jsonl", "csv", "sqlite"],
+                     help="output format when the extension does not say")
+    out.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-depth", type=int, help="links deeper than this are not followed")
+    g.add_argument("--max-pages", type=int, help="stop after this many pages")
+    g.add_argument("--max-duration", type=float, metavar="SECONDS", help="stop after this long")
+    g.add_argument("--max-pages-per-host", type=int, help="page budget of one host")
+    g.add_argument("--max-body-size", type=int, metavar="BYTES", help="cut bodies above this")
+    g = p.add_argument_group("concurrency and politeness")
+    g.add_argument("-c", "--concurrency", type=int, help="requests in flight over all hosts (16)")
+    g.add_argument("--processing-concurrency", type=int, help="spider.process calls at once (64)")
+    g.add_argument("--per-host-concurrency", type=int,
+                   help="requests in flight to one host (2); raise it for your own server")
+    g.add_argument("--delay", type=float, dest="per_host_delay", metavar="SECONDS",
+                   help="minimum gap between requests to one host (0.25); 0 for your own server")
+    g.add_argument("--max-crawl-delay", type=float, metavar="SECONDS",
+                   help="cap on a robots.txt Crawl-delay (30)")
+    g.add_argument("--adaptive-throttle", action="store_true", default=None,
+                   help="follow each host's latency and back off on 429/503")
+    g.add_argument("--ignore-robots", action="store_false", dest="obey_robots", default=None,
+                   help="do not fetch or obey robots.txt")
+    g.add_argument("--ignore-meta-robots", action="store_false", dest="obey_meta_robots",
+                   default=None, help="ignore <meta name=robots> and X-Robots-Tag")
+    g.add_argument("--ignore-nofollow", action="store_false", dest="obey_nofollow",
+                   default=None, help="follow rel=nofollow links")
+    g.add_argument("-A", "--user-agent", help="User-Agent header")
+    g.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
+                   help="extra request header; repeatable")
+    g = p.add_argument_group("scope")
+    g.add_argument("--scope", choices=["host", "domain", "any"],
+                   help="host: the seeds' origins (default); domain: their registrable domains")
+    g.add_argument("--allow-domain", action="append", dest="allowed_domains", metavar="DOMAIN")
+    g.add_argument("--deny-domain", action="append", dest="denied_domains", metavar="DOMAIN")
+    g.add_argument("--include", action="append", dest="include_patterns", metavar="REGEX",
+                   help="follow only URLs matching one of these")
+    g.add_argument("--exclude", action="append", dest="exclude_patterns", metavar="REGEX",
+                   help="never follow URLs matching one of these")
+    g = p.add_argument_group("retries, timeouts and safety")
+    g.add_argument("--max-retries", type=int, help="retries after the first try (2)")
+    g.add_argument("--timeout", type=float, dest="request_timeout", metavar="SECONDS",
+                   help="whole-request deadline (60)")
+    g.add_argument("--connect-timeout", type=float, metavar="SECONDS")
+    g.add_argument("--read-timeout", type=float, metavar="SECONDS")
+    g.add_argument("--max-redirects", type=int)
+    g.add_argument("--allow-private", action="store_true", default=None,
+                   help="allow loopback/private/link-local targets beyond the seeds' own")
+    g.add_argument("--allow-address", action="append", dest="allowed_addresses",
+                   metavar="ADDR:PORT", help="let the address guard through this pair")
+    g.add_argument("--fail-fast", action="store_true", default=None,
+                   help="stop at the first exception from spider code")
+    g = p.add_argument_group("display")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    g.add_argument("--log-json", action="store_true", help="log lines as JSON objects")
+    g.add_argument("--progress-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds between progress lines when stderr is not a terminal")
+
+
+_SETTING_FLAGS = (
+    "max_depth max_pages max_duration max_pages_per_host max_body_size concurrency "
+    "processing_concurrency per_host_concurrency per_host_delay max_crawl_delay "
+    "adaptive_throttle obey_robots obey_meta_robots obey_nofollow user_agent scope "
+    "allowed_domains denied_domains include_patterns exclude_patterns max_retries "
+    "request_timeout connect_timeout read_timeout max_redirects allow_private "
+    "allowed_addresses fail_fast"
+).split()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="trio-crawler",
+        description="A polite, safe, fast web crawler built on Trio.",
+        epilog="exit codes: 0 done, 1 crawl failed, 2 bad input, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"trio-crawler {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("crawl", help="crawl from URLs, one record per page",
+                       description="Crawl from the given URLs with the generic spider: one "
+                       "record per page (url, status, type, size, title, links...).")
+    p.add_argument("urls", nargs="+", metavar="URL")
+    _add_crawl_flags(p)
+    p = sub.add_parser("run", help="run a spider by name or path/to/file.py:Class",
+                       description="Run a registered spider, or one from your own module.")
+    p.add_argument("spider", metavar="SPIDER", help="NAME, path/to/file.py:Class or module:Class")
+    p.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="spider argument; repeatable")
+    p.add_argument("--start-url", action="append", dest="start_urls", metavar="URL",
+                   help="override the spider's start URLs")
+    _add_crawl_flags(p)
+    sub.add_parser("spiders", help="list the built-in spiders")
+    return parser
+
+
+def _settings_from(args: argparse.Namespace, spider: Spider) -> Settings:
+    values: dict[str, Any] = dict(spider.custom_settings)
+    for name in _SETTING_FLAGS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        values[name] = tuple(value) if isinstance(value, list) else value
+    if args.header:
+        headers: dict[str, str] = {}
+        for raw in args.header:
+            name, sep, value = raw.partition(":")
+            if not sep or not name.strip():
+                raise SettingsError(f"header must be 'NAME: VALUE', not {raw!r}")
+            headers[name.strip()] = value.strip()
+        values["headers"] = headers
+    try:
+        return Settings(**values)
+    except TypeError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _check_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise SettingsError(f"malformed URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"malformed URL {url!r}: need http:// or https:// and a host")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    if args.log_level:
+        level = getattr(logging, args.log_level)
+    elif args.quiet:
+        level = logging.ERROR
+    else:
+        level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("trio_crawler")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        return json.dumps(
+            {
+                "time": record.created,
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def _open_outputs(args: argparse.Namespace, default_stdout: bool) -> list[Exporter]:
+    targets = args.output or (["-"] if default_stdout else [])
+    exporters: list[Exporter] = []
+    try:
+        for target in targets:
+            exporters.append(open_exporter(target, format=args.format))
+    except BaseException:
+        for exporter in exporters:
+            exporter.close()
+        raise
+    return exporters
+
+
+async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
+    interrupted = 0
+    live = sys.stderr.isatty() and not args.quiet
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def watch_signals() -> None:
+                nonlocal interrupted
+                async for _ in signals:
+                    interrupted += 1
+                    if interrupted == 1:
+                        print("\ninterrupted: finishing in-flight pages (Ctrl-C again to abort)",
+                              file=sys.stderr, flush=True)
+                        crawler.stop("interrupted")
+                    else:
+                        nursery.cancel_scope.cancel()
+                        return
+
+            async def run_and_finish() -> None:
+                try:
+                    await crawler.run()
+                finally:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch_signals)
+            if not args.quiet:
+                nursery.start_soon(
+                    lambda: show_progress(crawler, live=live, interval=args.progress_interval)
+                )
+            nursery.start_soon(run_and_finish)
+    stats = crawler.statistics()
+    if interrupted and stats.stop_reason in (None, "cancelled", "finished"):
+        pass
+    if args.stats_json:
+        try:
+            write_stats_json(stats, args.stats_json)
+        except OSError as exc:
+            print(f"trio-crawler: cannot write {args.stats_json}: {exc}", file=sys.stderr)
+    if not args.quiet:
+        print_summary(stats)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if stats.stop_reason in ("fail_fast", "error"):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_spiders() -> int:
+    for name, cls in spider_names().items():
+        print(f"{name:<12} {cls.description}")
+    return EXIT_OK
+
+
+def _parse_spider_args(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SettingsError(f"--arg takes NAME=VALUE, not {pair!r}")
+        out[name] = value
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.command == "spiders":
+        return _cmd_spiders()
+    _configure_logging(args)
+    try:
+        if args.command == "crawl":
+            from .spiders.generic import GenericSpider
+
+            for url in args.urls:
+                _check_url(url)
+            spider: Spider = GenericSpider(start_urls=tuple(args.urls))
+            start_urls = None
+        else:
+            cls = load_spider(args.spider)
+            spider = cls(**_parse_spider_args(args.arg))
+            start_urls = args.start_urls
+            for url in start_urls or ():
+                _check_url(url)
+        settings = _settings_from(args, spider)
+        exporters = _open_outputs(args, default_stdout=args.command == "crawl")
+        crawler = Crawler(spider, settings, start_urls=start_urls, exporters=exporters)
+    except CrawlerError as exc:
+        print(f"trio-crawler: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return trio.run(_run_crawl, crawler, args)
+    except CrawlerError as exc:
+        print(f"trio-crawler: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def entry() -> NoReturn:
+    sys.exit(main())

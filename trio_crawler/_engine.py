@@ -1,0 +1,762 @@
+"""The engine: one nursery, its channels, the outstanding-work count and the stop rule.
+
+Theory of operation
+-------------------
+``Crawler.run`` opens the crawl's :class:`~trio_crawler._fetcher.Fetcher` (the HTTP client
+setup, owned by the crawl) and then one nursery that owns every task:
+
+``scheduler`` (1)
+    Owner of the frontier (through the store). It borrows a token of the *crawl limiter* on
+    behalf of the next request, claims a request whose host is ready, and sends it to the
+    fetchers over a zero-buffer channel. With nothing ready it waits for the store to change
+    or for the next host to become ready: an event with a deadline, never a polling loop.
+``fetcher`` (``concurrency`` tasks)
+    Each receives a claim, checks robots.txt, fetches, follows the crawl's redirect rules,
+    runs ``spider.scrape``, hands the items to the processor and completes the claim in the
+    store together with its new links. It returns the limiter token in ``finally``.
+``processor`` (1, plus one short task per ``process`` call under the *processing limiter*)
+    Receives items, writes them to the exporters in batches, forwards them to
+    ``crawler.items()`` when someone reads it, and runs ``spider.process``.
+
+Channels and who closes them:
+
+* requests: scheduler -> fetchers, buffer 0. The scheduler owns and closes the send end;
+  each fetcher closes its clone of the receive end.
+* items: fetchers -> processor, buffer ``items_buffer``. Each fetcher closes its clone of the
+  send end; the processor closes the receive end. No channel goes back to the scheduler: new
+  links enter the store with a call that never blocks, so there is no cycle of bounded
+  channels and no deadlock, whatever the number of seeds or links per page.
+* user items: processor -> ``crawler.items()``, buffer ``items_buffer``; opt-in. A reader
+  that stops reading slows the crawl (backpressure); one that leaves closes it.
+
+The stop rule, in one place (:meth:`Crawler._should_stop_claiming`): the store's
+``outstanding()`` count is raised when a request is queued and lowered only after the page's
+new links were queued and its items handed on; at zero, ``work_done`` fires, the scheduler
+closes the request channel, fetchers finish, the item channel closes, the processor drains its
+tasks and fires ``drained``. That Event is the barrier ``wait()`` waits on. A stop request
+(``max_pages``, ``max_duration``, Ctrl-C, ``--fail-fast``) makes the scheduler stop claiming:
+in-flight pages finish and the same chain of closes follows.
+
+Every claim is completed or retried exactly once, in ``finally`` if need be: an exception in
+spider code is recorded with the URL and cannot leave the count raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import trio
+
+from . import _extract
+from ._exceptions import FailureKind, FetchError, SettingsError
+from ._export import Exporter
+from ._fetcher import AddressGuard, Fetcher, FetchResult, Resolver, allow_seed_hosts
+from ._retry import RetryPolicy
+from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
+from ._settings import Settings
+from ._spider import Failure, Page, Request, Spider, iterate_result
+from ._stats import Counters, CrawlStats
+from ._store import Claim, CrawlStore, MemoryStore, NewRequest
+from ._urls import DropReason, QueryVariantGuard, UrlRules, origin
+
+log = logging.getLogger("trio_crawler.engine")
+
+_ROBOTS_REDIRECTS = 5
+
+
+def effective_settings(settings: Settings, spider: Spider) -> Settings:
+    """Apply ``spider.custom_settings`` to the fields the user left at their defaults."""
+    if not spider.custom_settings:
+        return settings
+    defaults = Settings()
+    changes: dict[str, Any] = {}
+    for name, value in spider.custom_settings.items():
+        if name not in Settings.field_names():
+            raise SettingsError(f"spider {spider.name!r} sets unknown setting {name!r}")
+        if getattr(settings, name) == getattr(defaults, name):
+            changes[name] = value
+    return settings.replace(**changes) if changes else settings
+
+
+class Crawler:
+    """One crawl: a spider, settings, a store, exporters. Run it with :func:`open_crawler`,
+    :func:`start_crawler` or :func:`crawl`."""
+
+    def __init__(
+        self,
+        spider: Spider,
+        settings: Settings | None = None,
+        *,
+        start_urls: Sequence[str] | None = None,
+        store: CrawlStore | None = None,
+        exporters: Sequence[Exporter] = (),
+        resolver: Resolver | None = None,
+        transport: Any = None,
+        clients: int = 1,
+    ) -> None:
+        self.spider = spider
+        self.settings = effective_settings(settings or Settings(), spider)
+        s = self.settings
+        self._start: list[Request | str] = (
+            list(start_urls) if start_urls is not None else list(spider.start_requests())
+        )
+        seed_urls = [r.url if isinstance(r, Request) else r for r in self._start]
+        self.rules = UrlRules(s, seed_urls)
+        self.store: CrawlStore = store or MemoryStore(
+            per_host_concurrency=s.per_host_concurrency,
+            per_host_delay=s.per_host_delay,
+            max_pages_per_host=s.max_pages_per_host,
+        )
+        self.exporters = list(exporters)
+        self._guard = AddressGuard(allow_private=s.allow_private, allowed=s.allowed_addresses)
+        allow_seed_hosts(self._guard, seed_urls)
+        self._resolver = resolver
+        self._transport = transport
+        self._clients = clients
+        self._retry = RetryPolicy.from_settings(s)
+        self._query_guard = QueryVariantGuard(s.max_query_variants)
+        self._robots = RobotsCache()
+        self._robots_pending: dict[str, trio.Event] = {}
+        self._ua_token = user_agent_token(s.user_agent)
+        self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
+        self._process_limiter = trio.CapacityLimiter(s.processing_concurrency)
+        self._counters = Counters()
+        self._stop_reason: str | None = None
+        self._pages_started = 0
+        self._started_at: float | None = None
+        self._ended_at: float | None = None
+        self._work_done = trio.Event()
+        self._drained = trio.Event()
+        self._wait_scope: trio.CancelScope | None = None
+        self._fetcher: Fetcher | None = None
+        self._user_send: trio.MemorySendChannel[Any] | None = None
+        self._user_recv: trio.MemoryReceiveChannel[Any] | None = None
+        self._has_process = type(spider).process is not Spider.process
+        self._has_failed = type(spider).failed is not Spider.failed
+        self._fatal: BaseException | None = None
+
+    # ------------------------------------------------------------------ public
+    def items(self) -> AsyncIterator[Any]:
+        """Items as they are produced (opt-in). Call before the crawl produces its first item,
+        e.g. right after ``open_crawler`` returns. Bounded: a slow reader slows the crawl, it
+        does not lose items. Leaving the loop early stops the forwarding, not the crawl."""
+        if self._user_recv is None:
+            if self._counters.items:
+                raise RuntimeError("items() must be called before the crawl produces items")
+            self._user_send, self._user_recv = trio.open_memory_channel[Any](
+                self.settings.items_buffer
+            )
+        return self._iterate_items(self._user_recv)
+
+    async def _iterate_items(self, recv: trio.MemoryReceiveChannel[Any]) -> AsyncIterator[Any]:
+        async with recv:
+            async for item in recv:
+                yield item
+
+    def stop(self, reason: str = "interrupted") -> None:
+        """Stop taking new requests; in-flight pages finish. Safe to call more than once."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            log.info("stopping: %s", reason)
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_reason is not None
+
+    async def wait(self) -> CrawlStats:
+        """Wait until every processor has drained; return the final statistics."""
+        await self._drained.wait()
+        return self.statistics()
+
+    def statistics(self) -> CrawlStats:
+        now = self._ended_at or (trio.current_time() if self._started_at is not None else 0.0)
+        elapsed = now - self._started_at if self._started_at is not None else 0.0
+        return self._counters.snapshot(
+            stop_reason=self._final_reason() if self._drained.is_set() else self._stop_reason,
+            elapsed=elapsed,
+            queued=self.store.queued(),
+            in_flight=self.store.in_flight(),
+            active_hosts=self.store.active_hosts(),
+        )
+
+    def _final_reason(self) -> str:
+        return self._stop_reason or "finished"
+
+    # ------------------------------------------------------------------ run
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the whole crawl in a nursery of its own; return when it is over."""
+        s = self.settings
+        self._started_at = trio.current_time()
+        try:
+            async with Fetcher(
+                s,
+                guard=self._guard,
+                resolver=self._resolver,
+                transport=self._transport,
+                clients=self._clients,
+            ) as fetcher:
+                self._fetcher = fetcher
+                async with trio.open_nursery() as nursery:
+                    req_send, req_recv = trio.open_memory_channel[tuple[object, Claim]](0)
+                    item_send, item_recv = trio.open_memory_channel[Any](s.items_buffer)
+                    nursery.start_soon(self._processor, item_recv, name="trio_crawler.processor")
+                    async with req_recv, item_send:
+                        for i in range(s.concurrency):
+                            nursery.start_soon(
+                                self._fetch_worker,
+                                req_recv.clone(),
+                                item_send.clone(),
+                                name=f"trio_crawler.fetcher-{i}",
+                            )
+                    await self._seed()
+                    nursery.start_soon(self._scheduler, req_send, name="trio_crawler.scheduler")
+                    if s.max_duration is not None:
+                        nursery.start_soon(self._deadline, s.max_duration)
+                    task_status.started()
+        except BaseException as exc:
+            if self._stop_reason is None:
+                self._stop_reason = (
+                    "cancelled" if isinstance(exc, trio.Cancelled) else "error"
+                )
+            raise
+        finally:
+            self._ended_at = trio.current_time()
+            self._fetcher = None
+            with trio.move_on_after(0.5) as cleanup:
+                cleanup.shield = True
+                await self.store.close()
+            self._close_exporters()
+            self._drained.set()
+            self._work_done.set()
+
+    async def _seed(self) -> None:
+        new: list[NewRequest] = []
+        for entry in self._start:
+            request = entry if isinstance(entry, Request) else Request(url=entry)
+            if self.spider.headers:
+                request = dataclasses.replace(
+                    request, headers={**self.spider.headers, **request.headers}
+                )
+            admitted = self._admit(request)
+            if admitted is not None:
+                new.append(admitted)
+        self._counters.links_queued += await self.store.add(new)
+        if not new:
+            log.warning("no start URL was admitted: nothing to crawl")
+
+    async def _deadline(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await self._work_done.wait()
+            return
+        self.stop("max_duration")
+
+    # ------------------------------------------------------------------ scheduler
+    def _should_stop_claiming(self) -> bool:
+        """The stop rule: no work outstanding anywhere, or a stop was asked for."""
+        if self._stop_reason is not None:
+            return True
+        if self.store.outstanding() == 0:
+            self._work_done.set()
+            return True
+        return False
+
+    async def _scheduler(self, send: trio.MemorySendChannel[tuple[object, Claim]]) -> None:
+        async with send:
+            while not self._should_stop_claiming():
+                token = object()
+                await self._crawl_limiter.acquire_on_behalf_of(token)
+                try:
+                    claim = await self._next_claim()
+                    if claim is None:
+                        self._crawl_limiter.release_on_behalf_of(token)
+                        break
+                    await send.send((token, claim))
+                except BaseException:
+                    if token in self._crawl_limiter.statistics().borrowers:
+                        self._crawl_limiter.release_on_behalf_of(token)
+                    raise
+        self._work_done.set()
+
+    async def _next_claim(self) -> Claim | None:
+        store = self.store
+        while not self._should_stop_claiming():
+            claims = await store.claim(trio.current_time(), 1)
+            if claims:
+                claim = claims[0]
+                if claim.request.retries == 0 and not claim.request.redirects:
+                    self._pages_started += 1
+                    limit = self.settings.max_pages
+                    if limit is not None and self._pages_started >= limit:
+                        self.stop("max_pages")
+                return claim
+            with trio.CancelScope() as self._wait_scope:
+                await store.wait_changed(store.next_ready_time())
+            self._wait_scope = None
+        return None
+
+    # ------------------------------------------------------------------ links
+    def _admit(self, request: Request) -> NewRequest | None:
+        """Apply depth, URL rules and trap guards to one request; None when dropped."""
+        s = self.settings
+        reason: str | None = None
+        if s.max_depth is not None and request.depth > s.max_depth:
+            reason = DropReason.TOO_DEEP
+        elif len(request.url) > s.max_url_length:
+            reason = DropReason.TOO_LONG
+        else:
+            reason = self.rules.check(request.url)
+            if reason is None and not self._query_guard.admit(request.url):
+                reason = DropReason.TRAP_QUERY_VARIANTS
+        if reason is not None:
+            self._counters.dropped[str(reason)] += 1
+            return None
+        try:
+            fp = self.rules.fingerprint(request.url)
+            host = origin(request.url)
+        except ValueError:
+            self._counters.dropped[str(DropReason.UNPARSABLE)] += 1
+            return None
+        return NewRequest(request, fp, host)
+
+    def _children(self, page: Page, found: Iterable[Request]) -> list[NewRequest]:
+        out: list[NewRequest] = []
+        depth = page.request.depth + 1
+        referrer = page.url
+        base_headers = self.spider.headers
+        for request in found:
+            self._counters.links_found += 1
+            request = dataclasses.replace(
+                request,
+                depth=depth,
+                referrer=referrer,
+                headers={**base_headers, **request.headers} if base_headers else request.headers,
+            )
+            admitted = self._admit(request)
+            if admitted is not None:
+                out.append(admitted)
+        return out
+
+    # ------------------------------------------------------------------ fetchers
+    async def _fetch_worker(
+        self,
+        recv: trio.MemoryReceiveChannel[tuple[object, Claim]],
+        items: trio.MemorySendChannel[Any],
+    ) -> None:
+        async with recv, items:
+            async for token, claim in recv:
+                try:
+                    await self._handle(claim, items)
+                finally:
+                    self._crawl_limiter.release_on_behalf_of(token)
+
+    async def _handle(self, claim: Claim, items: trio.MemorySendChannel[Any]) -> None:
+        """Fetch one claim and settle it: exactly one of complete() or retry() is called."""
+        settle = _Settlement(self, claim)
+        try:
+            await self._process_claim(claim, items, settle)
+        except trio.Cancelled:
+            settle.settled = True  # abandoned: a durable store hands it out again on resume
+            raise
+        except Exception as exc:  # an engine or spider bug must not leave the count raised
+            log.exception("internal error on %s", claim.request.url)
+            self._counters.failures[FailureKind.OTHER] += 1
+            self._counters.pages_failed += 1
+            if self.settings.fail_fast:
+                self._fatal = exc
+                self.stop("fail_fast")
+        finally:
+            if not settle.settled:
+                with trio.CancelScope(shield=True), trio.move_on_after(0.5):
+                    await settle.complete()
+
+    async def _robots_for(self, host: str) -> tuple[RobotsPolicy, bool]:
+        """The robots policy of ``host``; the flag says whether this call fetched it.
+
+        Concurrent callers for one origin wait for a single fetch.
+        """
+        while True:
+            now = trio.current_time()
+            policy = self._robots.get(host, now)
+            if policy is not None:
+                return policy, False
+            pending = self._robots_pending.get(host)
+            if pending is None:
+                break
+            await pending.wait()
+        event = self._robots_pending[host] = trio.Event()
+        try:
+            policy = await self._fetch_robots(host)
+            self._robots.put(host, policy)
+            delay = policy.crawl_delay(self._ua_token)
+            if delay is not None:
+                capped = min(delay, self.settings.max_crawl_delay)
+                if capped > self.settings.per_host_delay:
+                    await self.store.set_host_delay(host, capped)
+            return policy, True
+        finally:
+            del self._robots_pending[host]
+            event.set()
+
+    async def _fetch_robots(self, host: str) -> RobotsPolicy:
+        assert self._fetcher is not None
+        s = self.settings
+        url = robots_url(host)
+        for _ in range(_ROBOTS_REDIRECTS + 1):
+            self._counters.robots_fetches += 1
+            self._counters.requests += 1
+            try:
+                result = await self._fetcher.fetch(url, max_body=ROBOTS_MAX_BYTES)
+            except FetchError as exc:
+                log.info("robots.txt of %s unreachable (%s): disallowing for now", host, exc)
+                return RobotsPolicy.unreachable(now=trio.current_time(), error_ttl=s.robots_error_ttl)
+            location = result.headers.get("location")
+            if 300 <= result.status < 400 and location:
+                url = urljoin(url, location.strip())
+                if urlsplit(url).scheme not in ("http", "https"):
+                    break
+                continue
+            return RobotsPolicy.from_response(
+                result.status, result.body, now=trio.current_time(), error_ttl=s.robots_error_ttl
+            )
+        return RobotsPolicy.unreachable(now=trio.current_time(), error_ttl=s.robots_error_ttl)
+
+    async def _process_claim(
+        self,
+        claim: Claim,
+        items: trio.MemorySendChannel[Any],
+        settle: _Settlement,
+    ) -> None:
+        assert self._fetcher is not None
+        s = self.settings
+        request = claim.request
+        url = request.url
+        c = self._counters
+
+        if s.obey_robots:
+            policy, fetched_now = await self._robots_for(claim.host)
+            if fetched_now and s.per_host_delay > 0:
+                # the robots.txt request used this slot: go back behind the host's delay
+                await settle.retry(request, 0.0)
+                return
+            if not policy.allowed(url, self._ua_token):
+                await self._fail(claim, items, settle, FailureKind.ROBOTS, "disallowed by robots.txt")
+                return
+
+        headers = dict(request.headers) if request.headers else None
+        try:
+            result = await self._fetcher.fetch(url, headers)
+        except FetchError as exc:
+            c.requests += 1
+            decision = self._retry.for_error(exc.kind, attempt=request.retries)
+            if decision.retry:
+                c.retries += 1
+                log.debug("retrying %s in %.2fs after %s", url, decision.delay, exc.kind)
+                await settle.retry(dataclasses.replace(request, retries=request.retries + 1), decision.delay)
+                return
+            await self._fail(claim, items, settle, exc.kind, str(exc))
+            return
+
+        c.requests += 1
+        c.wire_bytes += result.wire_bytes
+        status = result.status
+        page = self._make_page(request, result)
+
+        pause = self.spider.rate_limit_delay(page)
+        if pause is not None and pause > 0:
+            wait = min(pause, s.max_retry_after)
+            await self.store.pause_host(claim.host, trio.current_time() + wait)
+            if not 200 <= status < 300:
+                log.info("rate limited on %s: waiting %.1fs", url, wait)
+                await settle.retry(request, wait)
+                return
+
+        if 300 <= status < 400 and "location" in result.headers:
+            await self._redirect(claim, items, settle, result)
+            return
+
+        decision = self._retry.for_status(
+            status, result.headers, attempt=request.retries, now_wall=_wall()
+        )
+        if decision is not None:
+            if decision.host_delay:
+                await self.store.pause_host(claim.host, trio.current_time() + decision.host_delay)
+            if decision.retry:
+                c.retries += 1
+                await settle.retry(dataclasses.replace(request, retries=request.retries + 1), decision.delay)
+                return
+            c.status_classes[f"{status // 100}xx"] += 1
+            kind = decision.give_up or FailureKind.HTTP_STATUS
+            await self._fail(claim, items, settle, kind, decision.reason or f"HTTP {status}", status=status)
+            return
+
+        c.status_classes[f"{status // 100}xx"] += 1
+        if not 200 <= status < 300:
+            await self._fail(claim, items, settle, FailureKind.HTTP_STATUS, f"HTTP {status}", status=status)
+            return
+
+        c.pages_ok += 1
+        c.bytes += len(result.body)
+        if result.truncated:
+            c.truncated += 1
+        if not self._accepts(page):
+            await settle.complete()
+            return
+        found: list[Request] = []
+        try:
+            async for value in iterate_result(self.spider.scrape(page)):
+                if isinstance(value, Request):
+                    found.append(value)
+                else:
+                    c.items += 1
+                    await items.send(value)
+        except Exception as exc:
+            c.spider_errors += 1
+            c.failures[FailureKind.SCRAPE_ERROR] += 1
+            log.error("scrape failed on %s: %s: %s", url, type(exc).__name__, exc)
+            if s.fail_fast:
+                self._fatal = exc
+                self.stop("fail_fast")
+        await settle.complete(self._children(page, found))
+
+    def _accepts(self, page: Page) -> bool:
+        accept = self.spider.accept
+        if accept == "any":
+            return True
+        if accept == "json":
+            return page.is_json or page.body[:1].strip() in (b"{", b"[")
+        return page.is_html
+
+    def _make_page(self, request: Request, result: FetchResult) -> Page:
+        s = self.settings
+        header_robots: frozenset[str] = frozenset()
+        tags = result.headers.get_list("x-robots-tag")
+        if tags and s.obey_meta_robots:
+            header_robots = _extract.robots_directives(tags, self._ua_token)
+        return Page(
+            request=request,
+            url=result.url,
+            status=result.status,
+            headers=result.headers,
+            body=result.body,
+            truncated=result.truncated,
+            elapsed=result.elapsed,
+            header_robots=header_robots,
+            obey_meta_robots=s.obey_meta_robots,
+            obey_nofollow=s.obey_nofollow,
+        )
+
+    async def _redirect(
+        self,
+        claim: Claim,
+        items: trio.MemorySendChannel[Any],
+        settle: _Settlement,
+        result: FetchResult,
+    ) -> None:
+        request = claim.request
+        c = self._counters
+        c.status_classes[f"{result.status // 100}xx"] += 1
+        location = result.headers["location"].strip()
+        target = urljoin(result.url, location)
+        chain = (*request.redirects, request.url)
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            await self._fail(claim, items, settle, FailureKind.BAD_SCHEME, f"redirect to {scheme}: refused", status=result.status)
+            return
+        if len(chain) > self.settings.max_redirects:
+            await self._fail(claim, items, settle, FailureKind.TOO_MANY_REDIRECTS, f"more than {self.settings.max_redirects} redirects", status=result.status)
+            return
+        try:
+            target_fp = self.rules.fingerprint(target)
+            seen_in_chain = {self.rules.fingerprint(u) for u in chain}
+        except ValueError:
+            await self._fail(claim, items, settle, FailureKind.BAD_URL, f"bad redirect target {target[:200]!r}", status=result.status)
+            return
+        if target_fp in seen_in_chain:
+            await self._fail(claim, items, settle, FailureKind.REDIRECT_LOOP, f"redirect loop back to {target}", status=result.status)
+            return
+        reason = self.rules.check(target)
+        if reason is not None:
+            kind = FailureKind.BAD_URL if reason in (DropReason.UNPARSABLE, DropReason.TOO_LONG) else FailureKind.OUT_OF_SCOPE
+            await self._fail(claim, items, settle, kind, f"redirect to {target} refused: {reason}", status=result.status)
+            return
+        c.redirects += 1
+        follow = dataclasses.replace(request, url=target, redirects=chain, retries=0)
+        queued = await settle.complete([NewRequest(follow, target_fp, origin(target))])
+        if queued == 0:
+            c.dropped["redirect_to_seen"] += 1
+
+    async def _fail(
+        self,
+        claim: Claim,
+        items: trio.MemorySendChannel[Any],
+        settle: _Settlement,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+    ) -> None:
+        c = self._counters
+        c.pages_failed += 1
+        c.failures[str(kind)] += 1
+        request = claim.request
+        level = logging.DEBUG if kind in (FailureKind.ROBOTS,) else logging.WARNING
+        log.log(level, "%s failed: %s", request.original_url, message)
+        if self._has_failed:
+            failure = Failure(
+                request=request, kind=kind, message=message, status=status, url=request.url
+            )
+            try:
+                async for value in iterate_result(self.spider.failed(failure)):
+                    if not isinstance(value, Request):
+                        c.items += 1
+                        await items.send(value)
+            except Exception as exc:
+                c.spider_errors += 1
+                log.error("failed() raised on %s: %s: %s", request.url, type(exc).__name__, exc)
+        await settle.complete()
+
+    # ------------------------------------------------------------------ processor
+    async def _processor(self, recv: trio.MemoryReceiveChannel[Any]) -> None:
+        try:
+            async with recv, trio.open_nursery() as workers:
+                async for first in recv:
+                    batch = [first]
+                    while len(batch) < 256:
+                        try:
+                            batch.append(recv.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    self._export(batch)
+                    if self._user_send is not None:
+                        for item in batch:
+                            try:
+                                await self._user_send.send(item)
+                            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                                self._user_send = None
+                                break
+                    if self._has_process:
+                        for item in batch:
+                            token = object()
+                            await self._process_limiter.acquire_on_behalf_of(token)
+                            workers.start_soon(self._process_one, item, token)
+        finally:
+            if self._user_send is not None:
+                self._user_send.close()
+                self._user_send = None
+            self._flush_exporters()
+
+    async def _process_one(self, item: Any, token: object) -> None:
+        try:
+            await self.spider.process(item)
+        except Exception as exc:
+            self._counters.process_errors += 1
+            self._counters.failures[FailureKind.PROCESS_ERROR] += 1
+            log.error("process failed: %s: %s", type(exc).__name__, exc)
+            if self.settings.fail_fast:
+                self._fatal = exc
+                self.stop("fail_fast")
+        finally:
+            self._process_limiter.release_on_behalf_of(token)
+
+    def _export(self, batch: list[Any]) -> None:
+        for exporter in self.exporters:
+            exporter.write_many(batch)
+            exporter.flush()
+
+    def _flush_exporters(self) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.flush()
+            except OSError as exc:
+                log.error("cannot flush %s: %s", exporter.path, exc)
+
+    def _close_exporters(self) -> None:
+        for exporter in self.exporters:
+            try:
+                exporter.close()
+            except OSError as exc:
+                log.error("cannot close %s: %s", exporter.path, exc)
+
+
+def _wall() -> float:
+    import time
+
+    return time.time()
+
+
+class _Settlement:
+    """Settles one claim exactly once: completed (with its new links) or put back to retry."""
+
+    __slots__ = ("claim", "crawler", "settled")
+
+    def __init__(self, crawler: Crawler, claim: Claim) -> None:
+        self.crawler = crawler
+        self.claim = claim
+        self.settled = False
+
+    async def complete(self, new: Sequence[NewRequest] = ()) -> int:
+        assert not self.settled, "claim settled twice"
+        self.settled = True
+        crawler = self.crawler
+        queued = await crawler.store.complete(self.claim, new)
+        crawler._counters.links_queued += queued
+        if crawler.store.outstanding() == 0:
+            crawler._work_done.set()
+        return queued
+
+    async def retry(self, request: Request, delay: float) -> None:
+        assert not self.settled, "claim settled twice"
+        self.settled = True
+        await self.crawler.store.retry(self.claim, request, trio.current_time() + delay)
+
+
+@asynccontextmanager
+async def open_crawler(
+    spider: Spider,
+    settings: Settings | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[Crawler]:
+    """Run a crawl inside the caller's Trio program::
+
+        async with open_crawler(MySpider(), Settings(max_pages=100)) as crawler:
+            async for item in crawler.items():
+                ...
+        print(crawler.statistics())
+
+    The crawl starts on entry and owns its nursery; leaving the block waits for the crawl to
+    end. Cancelling the surrounding scope stops every crawler task within a second: in-flight
+    pages are abandoned (they go back to the frontier of a durable store) and what is done is
+    committed in a shielded scope of at most 0.5 s.
+    """
+    crawler = Crawler(spider, settings, **kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(crawler.run)
+        try:
+            yield crawler
+        finally:
+            if crawler._user_recv is not None:
+                crawler._user_recv.close()
+
+
+async def start_crawler(
+    nursery: trio.Nursery, spider: Spider, settings: Settings | None = None, **kwargs: Any
+) -> Crawler:
+    """Start a crawl in the caller's nursery (the lower-level form of :func:`open_crawler`)."""
+    crawler = Crawler(spider, settings, **kwargs)
+    await nursery.start(crawler.run)
+    return crawler
+
+
+async def crawl(spider: Spider, settings: Settings | None = None, **kwargs: Any) -> CrawlStats:
+    """Run a crawl to its end and return its statistics."""
+    crawler = Crawler(spider, settings, **kwargs)
+    await crawler.run()
+    return crawler.statistics()
+

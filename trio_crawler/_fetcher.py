@@ -1,0 +1,481 @@
+"""The fetcher: the only module that imports httpx (and httpcore).
+
+Theory of operation
+-------------------
+A :class:`Fetcher` is opened once per crawl (outside the worker nursery) and shared by every
+fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
+
+* no redirects are followed here: a 3xx comes back as a response and the engine decides
+  (scope, robots, dedupe and the hop limit are crawl policy, not transport);
+* the body is read from the *raw* stream and decoded by :mod:`._decode`'s bounded decoders,
+  so neither a 200 MB body nor a 10 GB gzip bomb can take more than ``max_body_size`` bytes;
+* the whole exchange runs under a deadline (``request_timeout``): httpx's read timeout resets
+  on every byte and does not bound a server that drips one byte a second;
+* every connection goes through :class:`GuardedBackend`, which resolves the name through one
+  replaceable seam (:class:`Resolver`) and refuses loopback, private, link-local, multicast
+  and unspecified addresses unless allowed (:class:`AddressGuard`). The check happens at
+  connect time, on the addresses actually dialled, so a name cannot resolve one way for the
+  check and another for the connection;
+* httpx and httpcore errors are translated here, and only here, into
+  :class:`~trio_crawler.FetchError` with a :class:`~trio_crawler.FailureKind`.
+
+Pool layout: ``clients`` independent connection pools, fetch tasks spread over them. httpcore's
+pool scans every connection per waiting request (encode/httpcore#1035), so several small pools
+beat one big one at high concurrency; see ``scripts/bench_clients.py`` for the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+import trio
+
+from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
+from ._exceptions import FailureKind, FetchError
+from ._settings import Settings
+from ._spider import Headers
+
+#: Name resolution seam: ``(host, port) -> [ip, ...]``. Tests replace it to make a public-looking
+#: name resolve to loopback.
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolve(host: str, port: int) -> list[str]:
+    """Resolve with the system resolver (``getaddrinfo`` in a worker thread, via Trio)."""
+    infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: dict[str, None] = {}
+    for info in infos:
+        seen[str(info[4][0])] = None
+    return list(seen)
+
+
+class Resolver:
+    """A small DNS cache with a time-to-live and a timeout in front of a :data:`Resolve`.
+
+    Concurrent lookups of one name share one query. A name that does not resolve fails fast
+    with ``FailureKind.DNS`` and the failure is cached briefly too.
+    """
+
+    def __init__(
+        self,
+        resolve: Resolve = system_resolve,
+        *,
+        ttl: float = 300.0,
+        timeout: float = 10.0,
+        negative_ttl: float = 30.0,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._resolve = resolve
+        self._ttl = ttl
+        self._timeout = timeout
+        self._negative_ttl = negative_ttl
+        self._max = max_entries
+        self._cache: dict[tuple[str, int], tuple[float, list[str] | str]] = {}
+        self._pending: dict[tuple[str, int], trio.Event] = {}
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [host]
+        key = (host, port)
+        while True:
+            now = trio.current_time()
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                if isinstance(hit[1], str):
+                    raise FetchError(FailureKind.DNS, hit[1])
+                return hit[1]
+            pending = self._pending.get(key)
+            if pending is None:
+                break
+            await pending.wait()
+        event = self._pending[key] = trio.Event()
+        try:
+            try:
+                with trio.fail_after(self._timeout):
+                    ips = await self._resolve(host, port)
+                if not ips:
+                    raise OSError("no addresses")
+            except (OSError, trio.TooSlowError) as exc:
+                message = f"cannot resolve {host}: {exc or 'timed out'}"
+                self._store(key, trio.current_time() + self._negative_ttl, message)
+                raise FetchError(FailureKind.DNS, message) from None
+            self._store(key, trio.current_time() + self._ttl, ips)
+            return ips
+        finally:
+            del self._pending[key]
+            event.set()
+
+    def _store(self, key: tuple[str, int], expires: float, value: list[str] | str) -> None:
+        if len(self._cache) >= self._max:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = (expires, value)
+
+
+class AddressGuard:
+    """Which ``address:port`` the crawler may connect to (pure).
+
+    Public unicast addresses are always allowed. Loopback, private (RFC 1918, fc00::/7),
+    link-local, multicast, reserved and unspecified addresses only when ``allow_private`` is set,
+    or for an exact ``address:port`` pair given in ``allowed`` (the seeds' own host and port,
+    and :attr:`Settings.allowed_addresses`). A seed ``http://10.0.0.5:8080/`` opens
+    10.0.0.5:8080 and nothing else.
+    """
+
+    def __init__(self, *, allow_private: bool, allowed: Iterable[str] = ()) -> None:
+        self.allow_private = allow_private
+        self._allowed: set[tuple[str, int]] = set()
+        for entry in allowed:
+            self.allow(entry)
+
+    def allow(self, address_port: str) -> None:
+        host, _, port = address_port.rpartition(":")
+        self._allowed.add((host.strip("[]").lower(), int(port)))
+
+    def allow_host(self, host: str, port: int) -> None:
+        self._allowed.add((host.strip("[]").lower(), port))
+
+    def is_allowed(self, ip: str, port: int, *, host: str | None = None) -> bool:
+        if self.allow_private:
+            return True
+        if (ip, port) in self._allowed or (
+            host is not None and (host.lower(), port) in self._allowed
+        ):
+            return True
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return addr.is_global and not addr.is_multicast
+
+
+class _Forbidden(Exception):
+    """Raised inside the connection pool when the guard refuses every address of a host."""
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's Trio backend, with name resolution and the address guard at connect time."""
+
+    def __init__(self, guard: AddressGuard, resolver: Resolver) -> None:
+        self._guard = guard
+        self._resolver = resolver
+        self._inner = httpcore.TrioBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        ips = await self._resolver(host, port)
+        allowed = [ip for ip in ips if self._guard.is_allowed(ip, port, host=host)]
+        if not allowed:
+            raise _Forbidden(f"refusing to connect to {host}:{port} ({', '.join(ips)})")
+        last: Exception | None = None
+        for ip in allowed:
+            try:
+                return await self._inner.connect_tcp(
+                    ip, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise _Forbidden("unix sockets are not used by the crawler")
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> Any:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        if hasattr(self._stream, "aclose"):
+            await self._stream.aclose()
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool whose connections go through the guard.
+
+    httpx's own transport takes no network backend; httpcore's pool does. httpcore errors are
+    left as they are and translated by :meth:`Fetcher.fetch`.
+    """
+
+    def __init__(
+        self,
+        backend: httpcore.AsyncNetworkBackend,
+        *,
+        ssl_context: ssl.SSLContext,
+        max_connections: int,
+    ) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+            network_backend=backend,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        req = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        resp = await self._pool.handle_async_request(req)
+        return httpx.Response(
+            status_code=resp.status,
+            headers=resp.headers,
+            stream=_ResponseStream(resp.stream),
+            extensions=resp.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchResult:
+    """One HTTP exchange: status, headers and the (bounded, decoded) body."""
+
+    url: str
+    status: int
+    headers: Headers
+    body: bytes
+    truncated: bool
+    elapsed: float
+    wire_bytes: int
+
+
+_STATUS_LINE_ERRORS = (httpcore.RemoteProtocolError, httpcore.LocalProtocolError)
+
+
+def _kind_of(exc: BaseException) -> FailureKind:
+    if isinstance(exc, (httpcore.TimeoutException, httpx.TimeoutException, trio.TooSlowError)):
+        return FailureKind.TIMEOUT
+    if isinstance(exc, (httpcore.ProxyError, httpx.ProxyError)):
+        return FailureKind.PROXY
+    if isinstance(exc, ssl.SSLError):
+        return FailureKind.TLS
+    if isinstance(exc, (httpcore.ConnectError, httpx.ConnectError)):
+        text = str(exc).lower()
+        if "certificate" in text or "ssl" in text or "tls" in text:
+            return FailureKind.TLS
+        if "name or service" in text or "getaddrinfo" in text or "nodename" in text:
+            return FailureKind.DNS
+        return FailureKind.CONNECT
+    if isinstance(exc, (httpcore.RemoteProtocolError, httpx.RemoteProtocolError)):
+        text = str(exc).lower()
+        if "peer closed" in text or "incomplete" in text or "without sending" in text:
+            return FailureKind.RESET
+        return FailureKind.PROTOCOL
+    if isinstance(exc, (httpcore.ProtocolError, httpx.ProtocolError, httpx.DecodingError)):
+        return FailureKind.PROTOCOL
+    if isinstance(exc, (httpcore.ReadError, httpcore.WriteError, httpx.ReadError)):
+        return FailureKind.RESET
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol, httpcore.UnsupportedProtocol)):
+        return FailureKind.BAD_URL
+    if isinstance(exc, (OSError, trio.BrokenResourceError)):
+        return FailureKind.CONNECT
+    return FailureKind.OTHER
+
+
+class Fetcher:
+    """Owns the HTTP client(s) of one crawl. Use as ``async with Fetcher(settings) as f``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        guard: AddressGuard | None = None,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clients: int = 1,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.guard = guard or AddressGuard(
+            allow_private=settings.allow_private, allowed=settings.allowed_addresses
+        )
+        self.resolver = resolver or Resolver()
+        self._transport_override = transport
+        self._n_clients = max(1, clients)
+        self._clients: list[httpx.AsyncClient] = []
+        self._next = 0
+        self._clock = clock
+        self._base_headers = {
+            "user-agent": settings.user_agent,
+            "accept-encoding": ACCEPT_ENCODING,
+            "accept": "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8",
+            **{k.lower(): v for k, v in settings.headers.items()},
+        }
+
+    async def __aenter__(self) -> Fetcher:
+        s = self.settings
+        timeout = httpx.Timeout(
+            connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None
+        )
+        per_client = max(1, -(-s.concurrency // self._n_clients))
+        backend = GuardedBackend(self.guard, self.resolver)
+        ctx = httpx.create_ssl_context()
+        for _ in range(self._n_clients):
+            transport = self._transport_override or GuardedTransport(
+                backend, ssl_context=ctx, max_connections=per_client + 2
+            )
+            self._clients.append(
+                httpx.AsyncClient(
+                    transport=transport,
+                    timeout=timeout,
+                    follow_redirects=False,
+                    trust_env=False,
+                    headers=self._base_headers,
+                )
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, []
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            for client in clients:
+                await client.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        if not self._clients:
+            raise RuntimeError("Fetcher used outside 'async with'")
+        self._next = (self._next + 1) % len(self._clients)
+        return self._clients[self._next]
+
+    async def fetch(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        max_body: int | None = None,
+    ) -> FetchResult:
+        """GET ``url`` once. Raises :class:`FetchError`; never an httpx exception."""
+        limit = self.settings.max_body_size if max_body is None else max_body
+        started = self._clock()
+        try:
+            with trio.fail_after(self.settings.request_timeout):
+                return await self._exchange(url, headers, limit, started)
+        except FetchError:
+            raise
+        except trio.TooSlowError:
+            raise FetchError(
+                FailureKind.TIMEOUT,
+                f"no complete answer within {self.settings.request_timeout:g}s",
+                url=url,
+            ) from None
+        except _Forbidden as exc:
+            raise FetchError(FailureKind.FORBIDDEN_ADDRESS, str(exc), url=url) from None
+        except DecodeError as exc:
+            raise FetchError(FailureKind.CONTENT_ENCODING, str(exc), url=url) from None
+        except (httpx.HTTPError, httpcore.ProtocolError, httpcore.NetworkError, OSError) as exc:
+            kind = _kind_of(exc)
+            raise FetchError(kind, f"{type(exc).__name__}: {exc}".strip(), url=url) from None
+        except httpcore.TimeoutException as exc:
+            raise FetchError(FailureKind.TIMEOUT, f"{type(exc).__name__}", url=url) from None
+        except (httpx.InvalidURL, httpcore.UnsupportedProtocol, ValueError) as exc:
+            raise FetchError(FailureKind.BAD_URL, str(exc), url=url) from None
+
+    async def _exchange(
+        self, url: str, headers: Mapping[str, str] | None, limit: int, started: float
+    ) -> FetchResult:
+        client = self._client()
+        request = client.build_request("GET", url, headers=headers)
+        response = await client.send(request, stream=True)
+        try:
+            raw = response.headers.raw
+            hdrs = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+            decoder = make_decoder(response.headers.get("content-encoding"))
+            chunks: list[bytes] = []
+            size = 0
+            wire = 0
+            truncated = False
+            async for chunk in response.aiter_raw():
+                wire += len(chunk)
+                out = decoder.feed(chunk, limit - size)
+                if out:
+                    chunks.append(out)
+                    size += len(out)
+                if size >= limit:
+                    truncated = True
+                    break
+            if not truncated:
+                tail = decoder.flush(limit - size)
+                if tail:
+                    chunks.append(tail)
+                    size += len(tail)
+                truncated = size >= limit and bool(tail)
+        finally:
+            with trio.move_on_after(0.5) as scope:
+                scope.shield = True
+                await response.aclose()
+        return FetchResult(
+            url=url,
+            status=response.status_code,
+            headers=hdrs,
+            body=b"".join(chunks),
+            truncated=truncated,
+            elapsed=self._clock() - started,
+            wire_bytes=wire,
+        )
+
+
+def host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return host, port
+
+
+def allow_seed_hosts(guard: AddressGuard, urls: Sequence[str]) -> None:
+    """A seed names its own host:port as allowed, private or not (that pair only)."""
+    for url in urls:
+        try:
+            host, port = host_port(url)
+        except ValueError:
+            continue
+        if host:
+            guard.allow_host(host, port)

@@ -1,0 +1,117 @@
+"""Crawl statistics: mutable counters inside the engine, one frozen snapshot outside."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+#: Why a crawl ended. ``finished``: no work left. The rest name the limit or event that stopped it.
+STOP_REASONS = (
+    "finished",
+    "max_pages",
+    "max_duration",
+    "interrupted",
+    "cancelled",
+    "fail_fast",
+    "error",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class CrawlStats:
+    """A snapshot of one crawl's figures (``crawler.statistics()``; ``--stats-json``)."""
+
+    stop_reason: str | None
+    elapsed: float
+    pages_ok: int
+    pages_failed: int
+    requests: int
+    retries: int
+    redirects: int
+    items: int
+    bytes: int
+    wire_bytes: int
+    truncated: int
+    queued: int
+    in_flight: int
+    active_hosts: int
+    links_found: int
+    links_queued: int
+    status_classes: Mapping[str, int]
+    failures: Mapping[str, int]
+    dropped: Mapping[str, int]
+    robots_fetches: int
+    spider_errors: int
+    process_errors: int
+
+    @property
+    def pages_per_second(self) -> float:
+        return (self.pages_ok + self.pages_failed) / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = dict(value) if isinstance(value, Mapping) else value
+        out["pages_per_second"] = round(self.pages_per_second, 2)
+        return out
+
+
+@dataclasses.dataclass(slots=True)
+class Counters:
+    """The engine's live counters. Only the engine writes them."""
+
+    pages_ok: int = 0
+    pages_failed: int = 0
+    requests: int = 0
+    retries: int = 0
+    redirects: int = 0
+    items: int = 0
+    bytes: int = 0
+    wire_bytes: int = 0
+    truncated: int = 0
+    links_found: int = 0
+    links_queued: int = 0
+    robots_fetches: int = 0
+    spider_errors: int = 0
+    process_errors: int = 0
+    status_classes: Counter[str] = dataclasses.field(default_factory=Counter)
+    failures: Counter[str] = dataclasses.field(default_factory=Counter)
+    dropped: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def snapshot(
+        self,
+        *,
+        stop_reason: str | None,
+        elapsed: float,
+        queued: int,
+        in_flight: int,
+        active_hosts: int,
+    ) -> CrawlStats:
+        return CrawlStats(
+            stop_reason=stop_reason,
+            elapsed=elapsed,
+            pages_ok=self.pages_ok,
+            pages_failed=self.pages_failed,
+            requests=self.requests,
+            retries=self.retries,
+            redirects=self.redirects,
+            items=self.items,
+            bytes=self.bytes,
+            wire_bytes=self.wire_bytes,
+            truncated=self.truncated,
+            queued=queued,
+            in_flight=in_flight,
+            active_hosts=active_hosts,
+            links_found=self.links_found,
+            links_queued=self.links_queued,
+            status_classes=MappingProxyType(dict(sorted(self.status_classes.items()))),
+            failures=MappingProxyType(dict(sorted(self.failures.items()))),
+            dropped=MappingProxyType(dict(sorted(self.dropped.items()))),
+            robots_fetches=self.robots_fetches,
+            spider_errors=self.spider_errors,
+            process_errors=self.process_errors,
+        )

@@ -1,0 +1,142 @@
+"""The in-process store: a :class:`~trio_crawler._frontier.Frontier`, a set of 64-bit
+fingerprints, and a heap of requests waiting for a retry time. Nothing here blocks."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Sequence
+
+import trio
+
+from .._frontier import Frontier
+from .._spider import Request
+from ._base import Claim, CrawlStore, NewRequest
+
+
+class MemoryStore(CrawlStore):
+    """Everything in memory. Fingerprints are 64-bit ints (not URL strings)."""
+
+    def __init__(
+        self,
+        *,
+        per_host_concurrency: int = 2,
+        per_host_delay: float = 0.25,
+        max_pages_per_host: int | None = None,
+        depth_first: bool = False,
+    ) -> None:
+        self._frontier: Frontier[Claim] = Frontier(
+            per_host_concurrency=per_host_concurrency,
+            per_host_delay=per_host_delay,
+            depth_first=depth_first,
+        )
+        self._seen: set[int] = set()
+        self._delayed: list[tuple[float, int, Claim]] = []
+        self._seq = itertools.count()
+        self._changed = trio.Event()
+        self._max_per_host = max_pages_per_host
+        self._host_admitted: dict[str, int] = {}
+        self.over_budget = 0
+
+    # -------------------------------------------------------------- internals
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _queue(self, new: Sequence[NewRequest]) -> int:
+        seen = self._seen
+        frontier = self._frontier
+        budget = self._max_per_host
+        admitted = self._host_admitted
+        count = 0
+        for item in new:
+            fp = item.fingerprint
+            if not item.request.dont_filter:
+                if fp in seen:
+                    continue
+                seen.add(fp)
+            if budget is not None:
+                n = admitted.get(item.host, 0)
+                if n >= budget:
+                    self.over_budget += 1
+                    continue
+                admitted[item.host] = n + 1
+            frontier.push(
+                item.host, Claim(item.request, fp, item.host), item.request.priority
+            )
+            count += 1
+        return count
+
+    def _promote(self, now: float) -> None:
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, _, claim = heapq.heappop(delayed)
+            self._frontier.push(claim.host, claim, claim.request.priority)
+
+    # -------------------------------------------------------------- interface
+    async def add(self, requests: Sequence[NewRequest]) -> int:
+        count = self._queue(requests)
+        if count:
+            self._notify()
+        return count
+
+    async def mark_seen(self, fingerprints: Sequence[int]) -> list[bool]:
+        out = []
+        for fp in fingerprints:
+            new = fp not in self._seen
+            self._seen.add(fp)
+            out.append(new)
+        return out
+
+    async def claim(self, now: float, limit: int) -> list[Claim]:
+        if self._delayed:
+            self._promote(now)
+        return [claim for _, claim in self._frontier.claim(now, limit)]
+
+    def next_ready_time(self) -> float | None:
+        ready = self._frontier.next_ready_time()
+        if self._delayed:
+            waiting = self._delayed[0][0]
+            ready = waiting if ready is None else min(ready, waiting)
+        return ready
+
+    async def wait_changed(self, until: float | None) -> None:
+        with trio.move_on_at(math.inf if until is None else until):
+            await self._changed.wait()
+
+    async def complete(self, claim: Claim, new: Sequence[NewRequest]) -> int:
+        count = self._queue(new) if new else 0
+        self._frontier.release(claim.host)
+        self._notify()
+        return count
+
+    async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
+        self._frontier.release(claim.host)
+        heapq.heappush(
+            self._delayed,
+            (not_before, next(self._seq), Claim(request, claim.fingerprint, claim.host)),
+        )
+        self._notify()
+
+    async def pause_host(self, host: str, until: float) -> None:
+        self._frontier.pause(host, until)
+        self._notify()
+
+    async def set_host_delay(self, host: str, delay: float) -> None:
+        self._frontier.set_delay(host, delay)
+
+    def outstanding(self) -> int:
+        return len(self._frontier) + self._frontier.in_flight + len(self._delayed)
+
+    def queued(self) -> int:
+        return len(self._frontier) + len(self._delayed)
+
+    def in_flight(self) -> int:
+        return self._frontier.in_flight
+
+    def active_hosts(self) -> int:
+        return self._frontier.active_hosts()
+
+    def seen_count(self) -> int:
+        return len(self._seen)

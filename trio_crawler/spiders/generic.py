@@ -1,0 +1,91 @@
+"""The generic spider behind ``trio-crawler crawl URL...``: one record per page, follow links."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .._spider import Failure, Page, Request, Spider, register
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PageRecord:
+    """What the generic spider records for every URL it tried."""
+
+    url: str
+    final_url: str
+    status: int | None
+    depth: int
+    referrer: str | None
+    content_type: str | None
+    size: int
+    title: str | None
+    links: int
+    fetch_time: float
+    truncated: bool = False
+    redirects: tuple[str, ...] = ()
+    error: str | None = None
+    error_kind: str | None = None
+
+
+@register
+class GenericSpider(Spider):
+    """Crawl from the given URLs, record every page, follow every in-scope link."""
+
+    name = "generic"
+    description = "record every page (status, type, size, title, links) and follow links"
+    accept = "any"
+
+    def __init__(self, start_urls: tuple[str, ...] = (), **kwargs: str) -> None:
+        super().__init__(**kwargs)
+        self._start = tuple(start_urls)
+
+    def start_requests(self) -> tuple[str, ...]:
+        return self._start
+
+    async def scrape(self, page: Page) -> AsyncIterator[Any]:
+        title: str | None = None
+        links: list[str] = []
+        noindex = False
+        if page.is_html:
+            extracted = page.extracted()
+            title = extracted.title
+            links = page.links()
+            noindex = "noindex" in page.robots and page._obey_meta
+        if not noindex:
+            request = page.request
+            yield PageRecord(
+                url=request.original_url,
+                final_url=page.url,
+                status=page.status,
+                depth=request.depth,
+                referrer=request.referrer,
+                content_type=page.content_type or None,
+                size=len(page.body),
+                title=title,
+                links=len(links),
+                fetch_time=round(page.elapsed, 6),
+                truncated=page.truncated,
+                redirects=request.redirects,
+            )
+        for link in links:
+            yield Request(url=link)
+
+    async def failed(self, failure: Failure) -> AsyncIterator[Any]:  # type: ignore[override]
+        request = failure.request
+        yield PageRecord(
+            url=request.original_url,
+            final_url=failure.url or request.url,
+            status=failure.status,
+            depth=request.depth,
+            referrer=request.referrer,
+            content_type=None,
+            size=0,
+            title=None,
+            links=0,
+            fetch_time=round(failure.elapsed, 6),
+            redirects=request.redirects,
+            error=failure.message,
+            error_kind=str(failure.kind),
+        )
