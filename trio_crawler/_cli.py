@@ -21,7 +21,7 @@ from ._engine import Crawler
 from ._exceptions import CrawlerError, SettingsError
 from ._export import Exporter, open_exporter
 from ._progress import print_summary, show_progress, write_stats_json
-from ._settings import __version__, Settings
+from ._settings import Settings, __version__
 from ._spider import Spider, load_spider, spider_names
 
 EXIT_OK = 0
@@ -39,10 +39,18 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
-    out.add_argument("-o", "--output", action="append", metavar="FILE",
-                     help="write items to FILE (.jsonl, .csv, .db; '-' for stdout); repeatable")
-    out.add_argument("--format", choices=["jsonl", "csv", "sqlite"],
-                     help="output format when the extension does not say")
+    out.add_argument(
+        "-o",
+        "--output",
+        action="append",
+        metavar="FILE",
+        help="write items to FILE (.jsonl, .csv, .db; '-' for stdout); repeatable",
+    )
+    out.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "sqlite"],
+        help="output format when the extension does not say",
+    )
     out.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
     g = p.add_argument_group("limits")
     g.add_argument("--max-depth", type=int, help="links deeper than this are not followed")
@@ -53,62 +61,163 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("concurrency and politeness")
     g.add_argument("-c", "--concurrency", type=int, help="requests in flight over all hosts (16)")
     g.add_argument("--processing-concurrency", type=int, help="spider.process calls at once (64)")
-    g.add_argument("--per-host-concurrency", type=int,
-                   help="requests in flight to one host (2); raise it for your own server")
-    g.add_argument("--delay", type=float, dest="per_host_delay", metavar="SECONDS",
-                   help="minimum gap between requests to one host (0.25); 0 for your own server")
-    g.add_argument("--max-crawl-delay", type=float, metavar="SECONDS",
-                   help="cap on a robots.txt Crawl-delay (30)")
-    g.add_argument("--adaptive-throttle", action="store_true", default=None,
-                   help="follow each host's latency and back off on 429/503")
-    g.add_argument("--ignore-robots", action="store_false", dest="obey_robots", default=None,
-                   help="do not fetch or obey robots.txt")
-    g.add_argument("--ignore-meta-robots", action="store_false", dest="obey_meta_robots",
-                   default=None, help="ignore <meta name=robots> and X-Robots-Tag")
-    g.add_argument("--ignore-nofollow", action="store_false", dest="obey_nofollow",
-                   default=None, help="follow rel=nofollow links")
+    g.add_argument(
+        "--per-host-concurrency",
+        type=int,
+        help="requests in flight to one host (2); raise it for your own server",
+    )
+    g.add_argument(
+        "--delay",
+        type=float,
+        dest="per_host_delay",
+        metavar="SECONDS",
+        help="minimum gap between requests to one host (0.25); 0 for your own server",
+    )
+    g.add_argument(
+        "--max-crawl-delay",
+        type=float,
+        metavar="SECONDS",
+        help="cap on a robots.txt Crawl-delay (30)",
+    )
+    g.add_argument(
+        "--adaptive-throttle",
+        action="store_true",
+        default=None,
+        help="follow each host's latency and back off on 429/503",
+    )
+    g.add_argument(
+        "--obey-robots",
+        action="store_true",
+        dest="obey_robots",
+        default=None,
+        help="obey robots.txt even where the spider turns it off",
+    )
+    g.add_argument(
+        "--ignore-robots",
+        action="store_false",
+        dest="obey_robots",
+        default=None,
+        help="do not fetch or obey robots.txt",
+    )
+    g.add_argument(
+        "--ignore-meta-robots",
+        action="store_false",
+        dest="obey_meta_robots",
+        default=None,
+        help="ignore <meta name=robots> and X-Robots-Tag",
+    )
+    g.add_argument(
+        "--ignore-nofollow",
+        action="store_false",
+        dest="obey_nofollow",
+        default=None,
+        help="follow rel=nofollow links",
+    )
     g.add_argument("-A", "--user-agent", help="User-Agent header")
-    g.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
-                   help="extra request header; repeatable")
+    g.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="extra request header; repeatable",
+    )
     g = p.add_argument_group("scope")
-    g.add_argument("--scope", choices=["host", "domain", "any"],
-                   help="host: the seeds' origins (default); domain: their registrable domains")
+    g.add_argument(
+        "--scope",
+        choices=["host", "domain", "any"],
+        help="host: the seeds' origins (default); domain: their registrable domains",
+    )
     g.add_argument("--allow-domain", action="append", dest="allowed_domains", metavar="DOMAIN")
     g.add_argument("--deny-domain", action="append", dest="denied_domains", metavar="DOMAIN")
-    g.add_argument("--include", action="append", dest="include_patterns", metavar="REGEX",
-                   help="follow only URLs matching one of these")
-    g.add_argument("--exclude", action="append", dest="exclude_patterns", metavar="REGEX",
-                   help="never follow URLs matching one of these")
+    g.add_argument(
+        "--include",
+        action="append",
+        dest="include_patterns",
+        metavar="REGEX",
+        help="follow only URLs matching one of these",
+    )
+    g.add_argument(
+        "--exclude",
+        action="append",
+        dest="exclude_patterns",
+        metavar="REGEX",
+        help="never follow URLs matching one of these",
+    )
     g = p.add_argument_group("retries, timeouts and safety")
     g.add_argument("--max-retries", type=int, help="retries after the first try (2)")
-    g.add_argument("--timeout", type=float, dest="request_timeout", metavar="SECONDS",
-                   help="whole-request deadline (60)")
+    g.add_argument(
+        "--timeout",
+        type=float,
+        dest="request_timeout",
+        metavar="SECONDS",
+        help="whole-request deadline (60)",
+    )
     g.add_argument("--connect-timeout", type=float, metavar="SECONDS")
     g.add_argument("--read-timeout", type=float, metavar="SECONDS")
     g.add_argument("--max-redirects", type=int)
-    g.add_argument("--allow-private", action="store_true", default=None,
-                   help="allow loopback/private/link-local targets beyond the seeds' own")
-    g.add_argument("--allow-address", action="append", dest="allowed_addresses",
-                   metavar="ADDR:PORT", help="let the address guard through this pair")
-    g.add_argument("--fail-fast", action="store_true", default=None,
-                   help="stop at the first exception from spider code")
+    g.add_argument(
+        "--allow-private",
+        action="store_true",
+        default=None,
+        help="allow loopback/private/link-local targets beyond the seeds' own",
+    )
+    g.add_argument(
+        "--allow-address",
+        action="append",
+        dest="allowed_addresses",
+        metavar="ADDR:PORT",
+        help="let the address guard through this pair",
+    )
+    g.add_argument(
+        "--fail-fast",
+        action="store_true",
+        default=None,
+        help="stop at the first exception from spider code",
+    )
     g = p.add_argument_group("display")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     g.add_argument("--log-json", action="store_true", help="log lines as JSON objects")
-    g.add_argument("--progress-interval", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds between progress lines when stderr is not a terminal")
+    g.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal",
+    )
 
 
-_SETTING_FLAGS = (
-    "max_depth max_pages max_duration max_pages_per_host max_body_size concurrency "
-    "processing_concurrency per_host_concurrency per_host_delay max_crawl_delay "
-    "adaptive_throttle obey_robots obey_meta_robots obey_nofollow user_agent scope "
-    "allowed_domains denied_domains include_patterns exclude_patterns max_retries "
-    "request_timeout connect_timeout read_timeout max_redirects allow_private "
-    "allowed_addresses fail_fast"
-).split()
+_SETTING_FLAGS = [
+    "max_depth",
+    "max_pages",
+    "max_duration",
+    "max_pages_per_host",
+    "max_body_size",
+    "concurrency",
+    "processing_concurrency",
+    "per_host_concurrency",
+    "per_host_delay",
+    "max_crawl_delay",
+    "adaptive_throttle",
+    "obey_robots",
+    "obey_meta_robots",
+    "obey_nofollow",
+    "user_agent",
+    "scope",
+    "allowed_domains",
+    "denied_domains",
+    "include_patterns",
+    "exclude_patterns",
+    "max_retries",
+    "request_timeout",
+    "connect_timeout",
+    "read_timeout",
+    "max_redirects",
+    "allow_private",
+    "allowed_addresses",
+    "fail_fast",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,20 +228,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"trio-crawler {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("crawl", help="crawl from URLs, one record per page",
-                       description="Crawl from the given URLs with the generic spider: one "
-                       "record per page (url, status, type, size, title, links...).")
+    p = sub.add_parser(
+        "crawl",
+        help="crawl from URLs, one record per page",
+        description="Crawl from the given URLs with the generic spider: one "
+        "record per page (url, status, type, size, title, links...).",
+    )
     p.add_argument("urls", nargs="+", metavar="URL")
     _add_crawl_flags(p)
-    p = sub.add_parser("run", help="run a spider by name or path/to/file.py:Class",
-                       description="Run a registered spider, or one from your own module.")
+    p = sub.add_parser(
+        "run",
+        help="run a spider by name or path/to/file.py:Class",
+        description="Run a registered spider, or one from your own module.",
+    )
     p.add_argument("spider", metavar="SPIDER", help="NAME, path/to/file.py:Class or module:Class")
-    p.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
-                   help="spider argument; repeatable")
-    p.add_argument("--start-url", action="append", dest="start_urls", metavar="URL",
-                   help="override the spider's start URLs")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="spider argument; repeatable",
+    )
+    p.add_argument(
+        "--start-url",
+        action="append",
+        dest="start_urls",
+        metavar="URL",
+        help="override the spider's start URLs",
+    )
     _add_crawl_flags(p)
     sub.add_parser("spiders", help="list the built-in spiders")
+    p = sub.add_parser(
+        "demo",
+        help="serve a demo site on loopback and crawl it",
+        description="Serve the package's demo site on 127.0.0.1 and crawl it "
+        "with politeness lifted for this local server.",
+    )
+    p.add_argument("--pages", type=int, default=2000, help="pages in the demo site (2000)")
+    _add_crawl_flags(p)
     return parser
 
 
@@ -215,16 +348,19 @@ def _open_outputs(args: argparse.Namespace, default_stdout: bool) -> list[Export
 async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
     interrupted = 0
     live = sys.stderr.isatty() and not args.quiet
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
 
             async def watch_signals() -> None:
                 nonlocal interrupted
                 async for _ in signals:
                     interrupted += 1
                     if interrupted == 1:
-                        print("\ninterrupted: finishing in-flight pages (Ctrl-C again to abort)",
-                              file=sys.stderr, flush=True)
+                        print(
+                            "\ninterrupted: finishing in-flight pages (Ctrl-C again to abort)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         crawler.stop("interrupted")
                     else:
                         nursery.cancel_scope.cancel()
@@ -265,6 +401,41 @@ def _cmd_spiders() -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import demo_site
+    from .spiders.generic import GenericSpider
+    from .testing import serve_site
+
+    if args.pages < 1:
+        print("trio-crawler: error: --pages must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    site = demo_site(args.pages)
+
+    async def run() -> int:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_site, site)
+            print(f"demo site: {server.url('/')} ({args.pages} pages)", file=sys.stderr)
+            spider = GenericSpider(start_urls=(server.url("/"),))
+            for name, value in (("per_host_delay", 0.0), ("per_host_concurrency", 16)):
+                if getattr(args, name, None) is None:
+                    setattr(args, name, value)
+            try:
+                settings = _settings_from(args, spider)
+                exporters = _open_outputs(args, default_stdout=False)
+            except CrawlerError as exc:
+                print(f"trio-crawler: error: {exc}", file=sys.stderr)
+                nursery.cancel_scope.cancel()
+                return EXIT_USAGE
+            crawler = Crawler(spider, settings, exporters=exporters)
+            code = await _run_crawl(crawler, args)
+            nursery.cancel_scope.cancel()
+        for target in args.output or ():
+            print(f"records written to {target}", file=sys.stderr)
+        return code
+
+    return trio.run(run)
+
+
 def _parse_spider_args(pairs: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -284,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "spiders":
         return _cmd_spiders()
     _configure_logging(args)
+    if args.command == "demo":
+        return _cmd_demo(args)
     try:
         if args.command == "crawl":
             from .spiders.generic import GenericSpider

@@ -46,7 +46,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -62,11 +62,14 @@ from ._settings import Settings
 from ._spider import Failure, Page, Request, Spider, iterate_result
 from ._stats import Counters, CrawlStats
 from ._store import Claim, CrawlStore, MemoryStore, NewRequest
-from ._urls import DropReason, QueryVariantGuard, UrlRules, origin
+from ._urls import DropReason, QueryVariantGuard, UrlRules
 
 log = logging.getLogger("trio_crawler.engine")
 
 _ROBOTS_REDIRECTS = 5
+
+#: Failures that are an ordinary part of crawling: logged at INFO, not WARNING.
+_QUIET_KINDS = frozenset({FailureKind.ROBOTS, FailureKind.HTTP_STATUS, FailureKind.OUT_OF_SCOPE})
 
 
 def effective_settings(settings: Settings, spider: Spider) -> Settings:
@@ -122,6 +125,7 @@ class Crawler:
         self._query_guard = QueryVariantGuard(s.max_query_variants)
         self._robots = RobotsCache()
         self._robots_pending: dict[str, trio.Event] = {}
+        self._robots_errors: dict[str, FetchError] = {}
         self._ua_token = user_agent_token(s.user_agent)
         self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
         self._process_limiter = trio.CapacityLimiter(s.processing_concurrency)
@@ -222,9 +226,7 @@ class Crawler:
                     task_status.started()
         except BaseException as exc:
             if self._stop_reason is None:
-                self._stop_reason = (
-                    "cancelled" if isinstance(exc, trio.Cancelled) else "error"
-                )
+                self._stop_reason = "cancelled" if _only_cancelled(exc) else "error"
             raise
         finally:
             self._ended_at = trio.current_time()
@@ -312,14 +314,18 @@ class Crawler:
             reason = DropReason.TOO_LONG
         else:
             reason = self.rules.check(request.url)
-            if reason is None and not self._query_guard.admit(request.url):
+            if (
+                reason is None
+                and "?" in request.url
+                and not self._query_guard.admit(self.rules.canonical(request.url))
+            ):
                 reason = DropReason.TRAP_QUERY_VARIANTS
         if reason is not None:
             self._counters.dropped[str(reason)] += 1
             return None
         try:
             fp = self.rules.fingerprint(request.url)
-            host = origin(request.url)
+            host = self.rules.origin(request.url)
         except ValueError:
             self._counters.dropped[str(DropReason.UNPARSABLE)] += 1
             return None
@@ -392,6 +398,7 @@ class Crawler:
             await pending.wait()
         event = self._robots_pending[host] = trio.Event()
         try:
+            self._robots_errors.pop(host, None)
             policy = await self._fetch_robots(host)
             self._robots.put(host, policy)
             delay = policy.crawl_delay(self._ua_token)
@@ -415,7 +422,10 @@ class Crawler:
                 result = await self._fetcher.fetch(url, max_body=ROBOTS_MAX_BYTES)
             except FetchError as exc:
                 log.info("robots.txt of %s unreachable (%s): disallowing for now", host, exc)
-                return RobotsPolicy.unreachable(now=trio.current_time(), error_ttl=s.robots_error_ttl)
+                self._robots_errors[host] = exc
+                return RobotsPolicy.unreachable(
+                    now=trio.current_time(), error_ttl=s.robots_error_ttl
+                )
             location = result.headers.get("location")
             if 300 <= result.status < 400 and location:
                 url = urljoin(url, location.strip())
@@ -446,7 +456,14 @@ class Crawler:
                 await settle.retry(request, 0.0)
                 return
             if not policy.allowed(url, self._ua_token):
-                await self._fail(claim, items, settle, FailureKind.ROBOTS, "disallowed by robots.txt")
+                error = self._robots_errors.get(claim.host)
+                if error is not None and policy.kind == "disallow_all":
+                    # the host itself is unreachable: say how, not just "robots"
+                    await self._fail(claim, items, settle, error.kind, f"robots.txt: {error}")
+                else:
+                    await self._fail(
+                        claim, items, settle, FailureKind.ROBOTS, "disallowed by robots.txt"
+                    )
                 return
 
         headers = dict(request.headers) if request.headers else None
@@ -458,7 +475,9 @@ class Crawler:
             if decision.retry:
                 c.retries += 1
                 log.debug("retrying %s in %.2fs after %s", url, decision.delay, exc.kind)
-                await settle.retry(dataclasses.replace(request, retries=request.retries + 1), decision.delay)
+                await settle.retry(
+                    dataclasses.replace(request, retries=request.retries + 1), decision.delay
+                )
                 return
             await self._fail(claim, items, settle, exc.kind, str(exc))
             return
@@ -481,24 +500,31 @@ class Crawler:
             await self._redirect(claim, items, settle, result)
             return
 
-        decision = self._retry.for_status(
+        verdict = self._retry.for_status(
             status, result.headers, attempt=request.retries, now_wall=_wall()
         )
-        if decision is not None:
+        if verdict is not None:
+            decision = verdict
             if decision.host_delay:
                 await self.store.pause_host(claim.host, trio.current_time() + decision.host_delay)
             if decision.retry:
                 c.retries += 1
-                await settle.retry(dataclasses.replace(request, retries=request.retries + 1), decision.delay)
+                await settle.retry(
+                    dataclasses.replace(request, retries=request.retries + 1), decision.delay
+                )
                 return
             c.status_classes[f"{status // 100}xx"] += 1
             kind = decision.give_up or FailureKind.HTTP_STATUS
-            await self._fail(claim, items, settle, kind, decision.reason or f"HTTP {status}", status=status)
+            await self._fail(
+                claim, items, settle, kind, decision.reason or f"HTTP {status}", status=status
+            )
             return
 
         c.status_classes[f"{status // 100}xx"] += 1
         if not 200 <= status < 300:
-            await self._fail(claim, items, settle, FailureKind.HTTP_STATUS, f"HTTP {status}", status=status)
+            await self._fail(
+                claim, items, settle, FailureKind.HTTP_STATUS, f"HTTP {status}", status=status
+            )
             return
 
         c.pages_ok += 1
@@ -567,28 +593,72 @@ class Crawler:
         chain = (*request.redirects, request.url)
         scheme = urlsplit(target).scheme.lower()
         if scheme not in ("http", "https"):
-            await self._fail(claim, items, settle, FailureKind.BAD_SCHEME, f"redirect to {scheme}: refused", status=result.status)
+            await self._fail(
+                claim,
+                items,
+                settle,
+                FailureKind.BAD_SCHEME,
+                f"redirect to {scheme}: refused",
+                status=result.status,
+            )
             return
         if len(chain) > self.settings.max_redirects:
-            await self._fail(claim, items, settle, FailureKind.TOO_MANY_REDIRECTS, f"more than {self.settings.max_redirects} redirects", status=result.status)
+            await self._fail(
+                claim,
+                items,
+                settle,
+                FailureKind.TOO_MANY_REDIRECTS,
+                f"more than {self.settings.max_redirects} redirects",
+                status=result.status,
+            )
             return
         try:
             target_fp = self.rules.fingerprint(target)
             seen_in_chain = {self.rules.fingerprint(u) for u in chain}
         except ValueError:
-            await self._fail(claim, items, settle, FailureKind.BAD_URL, f"bad redirect target {target[:200]!r}", status=result.status)
+            await self._fail(
+                claim,
+                items,
+                settle,
+                FailureKind.BAD_URL,
+                f"bad redirect target {target[:200]!r}",
+                status=result.status,
+            )
             return
         if target_fp in seen_in_chain:
-            await self._fail(claim, items, settle, FailureKind.REDIRECT_LOOP, f"redirect loop back to {target}", status=result.status)
+            await self._fail(
+                claim,
+                items,
+                settle,
+                FailureKind.REDIRECT_LOOP,
+                f"redirect loop back to {target}",
+                status=result.status,
+            )
             return
+        if request.depth == 0 and self.settings.scope != "any":
+            # a seed that redirects (http -> https, example.com -> www.example.com) takes its
+            # target's site into scope, as if the user had named it
+            with suppress(SettingsError):
+                self.rules.add_seed(target)
         reason = self.rules.check(target)
         if reason is not None:
-            kind = FailureKind.BAD_URL if reason in (DropReason.UNPARSABLE, DropReason.TOO_LONG) else FailureKind.OUT_OF_SCOPE
-            await self._fail(claim, items, settle, kind, f"redirect to {target} refused: {reason}", status=result.status)
+            kind = (
+                FailureKind.BAD_URL
+                if reason in (DropReason.UNPARSABLE, DropReason.TOO_LONG)
+                else FailureKind.OUT_OF_SCOPE
+            )
+            await self._fail(
+                claim,
+                items,
+                settle,
+                kind,
+                f"redirect to {target} refused: {reason}",
+                status=result.status,
+            )
             return
         c.redirects += 1
         follow = dataclasses.replace(request, url=target, redirects=chain, retries=0)
-        queued = await settle.complete([NewRequest(follow, target_fp, origin(target))])
+        queued = await settle.complete([NewRequest(follow, target_fp, self.rules.origin(target))])
         if queued == 0:
             c.dropped["redirect_to_seen"] += 1
 
@@ -606,7 +676,7 @@ class Crawler:
         c.pages_failed += 1
         c.failures[str(kind)] += 1
         request = claim.request
-        level = logging.DEBUG if kind in (FailureKind.ROBOTS,) else logging.WARNING
+        level = logging.INFO if kind in _QUIET_KINDS else logging.WARNING
         log.log(level, "%s failed: %s", request.original_url, message)
         if self._has_failed:
             failure = Failure(
@@ -685,6 +755,12 @@ class Crawler:
                 log.error("cannot close %s: %s", exporter.path, exc)
 
 
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
+
+
 def _wall() -> float:
     import time
 
@@ -759,4 +835,3 @@ async def crawl(spider: Spider, settings: Settings | None = None, **kwargs: Any)
     crawler = Crawler(spider, settings, **kwargs)
     await crawler.run()
     return crawler.statistics()
-

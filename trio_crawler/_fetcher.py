@@ -179,7 +179,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (httpcore's interface)
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
@@ -201,7 +201,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     async def connect_unix_socket(
         self,
         path: str,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (httpcore's interface)
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise _Forbidden("unix sockets are not used by the crawler")
@@ -433,7 +433,13 @@ class Fetcher:
             size = 0
             wire = 0
             truncated = False
-            async for chunk in response.aiter_raw():
+            if response.is_stream_consumed:
+                # an in-memory transport (httpx.MockTransport) hands over a read body
+                decoder = make_decoder(None)
+                raw_chunks: Any = _once(response.content)
+            else:
+                raw_chunks = response.aiter_raw()
+            async for chunk in raw_chunks:
                 wire += len(chunk)
                 out = decoder.feed(chunk, limit - size)
                 if out:
@@ -461,6 +467,10 @@ class Fetcher:
             elapsed=self._clock() - started,
             wire_bytes=wire,
         )
+
+
+async def _once(data: bytes) -> Any:
+    yield data
 
 
 def host_port(url: str) -> tuple[str, int]:

@@ -167,6 +167,4 @@ class Frontier(Generic[T]):
             return
         state.version += 1
         state.scheduled = True
-        heapq.heappush(
-            self._ready, (state.next_allowed, next(self._seq), state.key, state.version)
-        )
+        heapq.heappush(self._ready, (state.next_allowed, next(self._seq), state.key, state.version))

@@ -20,9 +20,7 @@ from ._exceptions import SettingsError
 
 __version__ = "0.1.0"
 
-DEFAULT_USER_AGENT = (
-    f"trio-crawler/{__version__} (+https://github.com/trio-crawler/trio-crawler)"
-)
+DEFAULT_USER_AGENT = f"trio-crawler/{__version__} (+https://github.com/trio-crawler/trio-crawler)"
 
 #: Query parameters removed before fingerprinting (tracking noise), as glob-like prefixes.
 DEFAULT_STRIP_PARAMS: tuple[str, ...] = (
@@ -189,9 +187,7 @@ class Settings:
         if self.scope not in ("host", "domain", "any"):
             raise SettingsError(f"scope must be host, domain or any, not {self.scope!r}")
         if self.politeness_key not in ("origin", "ip"):
-            raise SettingsError(
-                f"politeness_key must be origin or ip, not {self.politeness_key!r}"
-            )
+            raise SettingsError(f"politeness_key must be origin or ip, not {self.politeness_key!r}")
         for pattern in (*self.include_patterns, *self.exclude_patterns):
             try:
                 re.compile(pattern)

@@ -26,10 +26,12 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mappin
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-from ._exceptions import FailureKind, SpiderNotFound
+from ._exceptions import FailureKind, SettingsError, SpiderNotFound
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+    from . import _extract
 
 #: What responses a spider wants handed to ``scrape``: parsed HTML only, JSON only, or anything.
 Accept: TypeAlias = Literal["html", "json", "any"]
@@ -281,7 +283,7 @@ class Spider:
     description: ClassVar[str] = ""
     start_urls: ClassVar[tuple[str, ...]] = ()
     accept: ClassVar[Accept] = "html"
-    headers: ClassVar[Mapping[str, str]] = {}
+    headers: Mapping[str, str] = {}
     custom_settings: ClassVar[Mapping[str, Any]] = {}
     args: ClassVar[Mapping[str, str]] = {}
 
@@ -289,7 +291,7 @@ class Spider:
         unknown = sorted(set(kwargs) - set(self.args))
         if unknown:
             known = ", ".join(sorted(self.args)) or "none"
-            raise SpiderNotFound(
+            raise SettingsError(
                 f"spider {self.name!r} takes no argument {unknown[0]!r} (it takes: {known})"
             )
         self.arguments: dict[str, str] = dict(kwargs)

@@ -304,4 +304,3 @@ def site_from_links(graph: Mapping[str, Iterable[str]], *, titles: bool = True) 
         body = "".join(f'<a href="{h}">{h}</a> ' for h in hrefs)
         site.add(path, html_page(body, title=path if titles else None))
     return site
-

@@ -54,7 +54,7 @@ class CrawlStore(abc.ABC):
 
     @abc.abstractmethod
     def next_ready_time(self) -> float | None:
-        """When :meth:`claim` may next return something, if nothing changes; None: nothing queued."""
+        """When :meth:`claim` may next return something (None: nothing is queued)."""
 
     @abc.abstractmethod
     async def wait_changed(self, until: float | None) -> None:

@@ -62,9 +62,7 @@ class MemoryStore(CrawlStore):
                     self.over_budget += 1
                     continue
                 admitted[item.host] = n + 1
-            frontier.push(
-                item.host, Claim(item.request, fp, item.host), item.request.priority
-            )
+            frontier.push(item.host, Claim(item.request, fp, item.host), item.request.priority)
             count += 1
         return count
 

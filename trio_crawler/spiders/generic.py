@@ -72,7 +72,7 @@ class GenericSpider(Spider):
         for link in links:
             yield Request(url=link)
 
-    async def failed(self, failure: Failure) -> AsyncIterator[Any]:  # type: ignore[override]
+    async def failed(self, failure: Failure) -> AsyncIterator[Any]:
         request = failure.request
         yield PageRecord(
             url=request.original_url,
