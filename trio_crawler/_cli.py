@@ -19,7 +19,6 @@ import trio
 
 from ._engine import Crawler
 from ._exceptions import CrawlerError, SettingsError
-from ._export import Exporter, open_exporter
 from ._progress import print_summary, show_progress, write_stats_json
 from ._settings import Settings, __version__
 from ._spider import Spider, load_spider, spider_names
@@ -332,17 +331,9 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
-def _open_outputs(args: argparse.Namespace, default_stdout: bool) -> list[Exporter]:
-    targets = args.output or (["-"] if default_stdout else [])
-    exporters: list[Exporter] = []
-    try:
-        for target in targets:
-            exporters.append(open_exporter(target, format=args.format))
-    except BaseException:
-        for exporter in exporters:
-            exporter.close()
-        raise
-    return exporters
+def _output_targets(args: argparse.Namespace, default_stdout: bool) -> list[str]:
+    targets: list[str] = args.output or (["-"] if default_stdout else [])
+    return targets
 
 
 async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
@@ -421,19 +412,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     setattr(args, name, value)
             try:
                 settings = _settings_from(args, spider)
-                exporters = _open_outputs(args, default_stdout=False)
             except CrawlerError as exc:
                 print(f"trio-crawler: error: {exc}", file=sys.stderr)
                 nursery.cancel_scope.cancel()
                 return EXIT_USAGE
-            crawler = Crawler(spider, settings, exporters=exporters)
+            crawler = Crawler(
+                spider,
+                settings,
+                outputs=_output_targets(args, default_stdout=False),
+                output_format=args.format,
+            )
             code = await _run_crawl(crawler, args)
             nursery.cancel_scope.cancel()
         for target in args.output or ():
             print(f"records written to {target}", file=sys.stderr)
         return code
 
-    return trio.run(run)
+    return _guarded(lambda: trio.run(run))
 
 
 def _parse_spider_args(pairs: Sequence[str]) -> dict[str, str]:
@@ -472,16 +467,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             for url in start_urls or ():
                 _check_url(url)
         settings = _settings_from(args, spider)
-        exporters = _open_outputs(args, default_stdout=args.command == "crawl")
-        crawler = Crawler(spider, settings, start_urls=start_urls, exporters=exporters)
+        crawler = Crawler(
+            spider,
+            settings,
+            start_urls=start_urls,
+            outputs=_output_targets(args, default_stdout=args.command == "crawl"),
+            output_format=args.format,
+        )
     except CrawlerError as exc:
         print(f"trio-crawler: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return _run(crawler, args)
+
+
+def _run(crawler: Crawler, args: argparse.Namespace) -> int:
+    """trio.run the crawl; a CrawlerError (bad output, store) is one line, not a traceback."""
+    return _guarded(lambda: trio.run(_run_crawl, crawler, args))
+
+
+def _guarded(run: Any) -> int:
     try:
-        return trio.run(_run_crawl, crawler, args)
-    except CrawlerError as exc:
-        print(f"trio-crawler: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        code: int = run()
+    except (CrawlerError, BaseExceptionGroup) as exc:
+        error = _find_crawler_error(exc)
+        if error is None:
+            raise
+        print(f"trio-crawler: error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, SettingsError) else EXIT_FAILED
+    return code
+
+
+def _find_crawler_error(exc: BaseException) -> CrawlerError | None:
+    if isinstance(exc, CrawlerError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_crawler_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def entry() -> NoReturn:

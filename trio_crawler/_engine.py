@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -54,7 +55,7 @@ import trio
 
 from . import _extract
 from ._exceptions import FailureKind, FetchError, SettingsError
-from ._export import Exporter
+from ._export import Exporter, open_exporter
 from ._fetcher import AddressGuard, Fetcher, FetchResult, Resolver, allow_seed_hosts
 from ._retry import RetryPolicy
 from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
@@ -98,6 +99,8 @@ class Crawler:
         start_urls: Sequence[str] | None = None,
         store: CrawlStore | None = None,
         exporters: Sequence[Exporter] = (),
+        outputs: Sequence[str] = (),
+        output_format: str | None = None,
         resolver: Resolver | None = None,
         transport: Any = None,
         clients: int = 1,
@@ -116,6 +119,9 @@ class Crawler:
             max_pages_per_host=s.max_pages_per_host,
         )
         self.exporters = list(exporters)
+        self._output_targets = [t if t == "-" else os.path.abspath(t) for t in outputs]
+        self._output_format = output_format
+        self.resumed = False
         self._guard = AddressGuard(allow_private=s.allow_private, allowed=s.allowed_addresses)
         allow_seed_hosts(self._guard, seed_urls)
         self._resolver = resolver
@@ -199,6 +205,7 @@ class Crawler:
         s = self.settings
         self._started_at = trio.current_time()
         try:
+            await self._open_state()
             async with Fetcher(
                 s,
                 guard=self._guard,
@@ -233,10 +240,49 @@ class Crawler:
             self._fetcher = None
             with trio.move_on_after(0.5) as cleanup:
                 cleanup.shield = True
-                await self.store.close()
+                try:
+                    await self.store.close()
+                except Exception as exc:  # already failing or finishing: report, don't mask
+                    log.error("could not commit the crawl state: %s", exc)
             self._close_exporters()
             self._drained.set()
             self._work_done.set()
+
+    def crawl_meta(self) -> dict[str, Any]:
+        """What identifies this crawl: a stored crawl resumes only with the same values."""
+        s = self.settings
+        seeds = sorted({r.url if isinstance(r, Request) else r for r in self._start})
+        return {
+            "spider": f"{type(self.spider).__module__}.{type(self.spider).__qualname__}",
+            "spider_args": dict(sorted(self.spider.arguments.items())),
+            "seeds": seeds,
+            "scope": s.scope,
+            "allowed_domains": list(s.allowed_domains),
+            "denied_domains": list(s.denied_domains),
+            "include_patterns": list(s.include_patterns),
+            "exclude_patterns": list(s.exclude_patterns),
+            "strip_params": list(s.strip_params),
+            "sort_query": s.sort_query,
+        }
+
+    async def _open_state(self) -> None:
+        """Start or resume the crawl in the store, then open the outputs at their offsets."""
+        self.resumed = await self.store.begin(self.crawl_meta(), self._counters)
+        offsets = self.store.output_offsets()
+        opened: list[Exporter] = []
+        try:
+            for target in self._output_targets:
+                opened.append(
+                    open_exporter(
+                        target, format=self._output_format, resume_offset=offsets.get(target)
+                    )
+                )
+        except BaseException:
+            for exporter in opened:
+                exporter.close()
+            raise
+        self.exporters.extend(opened)
+        self.store.attach_outputs(self.exporters)
 
     async def _seed(self) -> None:
         new: list[NewRequest] = []
@@ -535,13 +581,13 @@ class Crawler:
             await settle.complete()
             return
         found: list[Request] = []
+        produced: list[Any] = []
         try:
             async for value in iterate_result(self.spider.scrape(page)):
                 if isinstance(value, Request):
                     found.append(value)
                 else:
-                    c.items += 1
-                    await items.send(value)
+                    produced.append(value)
         except Exception as exc:
             c.spider_errors += 1
             c.failures[FailureKind.SCRAPE_ERROR] += 1
@@ -549,7 +595,8 @@ class Crawler:
             if s.fail_fast:
                 self._fatal = exc
                 self.stop("fail_fast")
-        await settle.complete(self._children(page, found))
+        await self._hand_on(produced, items)
+        await settle.complete(self._children(page, found), produced)
 
     def _accepts(self, page: Page) -> bool:
         accept = self.spider.accept
@@ -576,6 +623,7 @@ class Crawler:
             header_robots=header_robots,
             obey_meta_robots=s.obey_meta_robots,
             obey_nofollow=s.obey_nofollow,
+            max_links=s.max_links_per_page,
         )
 
     async def _redirect(
@@ -678,6 +726,7 @@ class Crawler:
         request = claim.request
         level = logging.INFO if kind in _QUIET_KINDS else logging.WARNING
         log.log(level, "%s failed: %s", request.original_url, message)
+        produced: list[Any] = []
         if self._has_failed:
             failure = Failure(
                 request=request, kind=kind, message=message, status=status, url=request.url
@@ -685,12 +734,21 @@ class Crawler:
             try:
                 async for value in iterate_result(self.spider.failed(failure)):
                     if not isinstance(value, Request):
-                        c.items += 1
-                        await items.send(value)
+                        produced.append(value)
             except Exception as exc:
                 c.spider_errors += 1
                 log.error("failed() raised on %s: %s: %s", request.url, type(exc).__name__, exc)
-        await settle.complete()
+        await self._hand_on(produced, items)
+        await settle.complete((), produced)
+
+    async def _hand_on(self, produced: list[Any], items: trio.MemorySendChannel[Any]) -> None:
+        """Give a page's items to the processor (``process``, ``items()``): at least once."""
+        if not produced:
+            return
+        self._counters.items += len(produced)
+        if self._has_process or self._user_send is not None:
+            for value in produced:
+                await items.send(value)
 
     # ------------------------------------------------------------------ processor
     async def _processor(self, recv: trio.MemoryReceiveChannel[Any]) -> None:
@@ -703,7 +761,6 @@ class Crawler:
                             batch.append(recv.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    self._export(batch)
                     if self._user_send is not None:
                         for item in batch:
                             try:
@@ -720,7 +777,6 @@ class Crawler:
             if self._user_send is not None:
                 self._user_send.close()
                 self._user_send = None
-            self._flush_exporters()
 
     async def _process_one(self, item: Any, token: object) -> None:
         try:
@@ -735,23 +791,11 @@ class Crawler:
         finally:
             self._process_limiter.release_on_behalf_of(token)
 
-    def _export(self, batch: list[Any]) -> None:
-        for exporter in self.exporters:
-            exporter.write_many(batch)
-            exporter.flush()
-
-    def _flush_exporters(self) -> None:
-        for exporter in self.exporters:
-            try:
-                exporter.flush()
-            except OSError as exc:
-                log.error("cannot flush %s: %s", exporter.path, exc)
-
     def _close_exporters(self) -> None:
         for exporter in self.exporters:
             try:
                 exporter.close()
-            except OSError as exc:
+            except Exception as exc:
                 log.error("cannot close %s: %s", exporter.path, exc)
 
 
@@ -777,11 +821,11 @@ class _Settlement:
         self.claim = claim
         self.settled = False
 
-    async def complete(self, new: Sequence[NewRequest] = ()) -> int:
+    async def complete(self, new: Sequence[NewRequest] = (), items: Sequence[Any] = ()) -> int:
         assert not self.settled, "claim settled twice"
         self.settled = True
         crawler = self.crawler
-        queued = await crawler.store.complete(self.claim, new)
+        queued = await crawler.store.complete(self.claim, new, items)
         crawler._counters.links_queued += queued
         if crawler.store.outstanding() == 0:
             crawler._work_done.set()

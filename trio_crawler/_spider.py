@@ -119,6 +119,7 @@ class Page:
     __slots__ = (
         "_extracted",
         "_html",
+        "_max_links",
         "_obey_meta",
         "_obey_nofollow",
         "_text",
@@ -146,6 +147,7 @@ class Page:
         header_robots: frozenset[str] = frozenset(),
         obey_meta_robots: bool = True,
         obey_nofollow: bool = True,
+        max_links: int = 10_000,
     ) -> None:
         from . import _extract
 
@@ -159,6 +161,7 @@ class Page:
         self.header_robots = header_robots
         self._obey_meta = obey_meta_robots
         self._obey_nofollow = obey_nofollow
+        self._max_links = max_links
         self.content_type = _extract.media_type(headers.get("content-type"))
         self._text: str | None = None
         self._html: LexborHTMLParser | None = None
@@ -182,7 +185,8 @@ class Page:
 
     @property
     def text(self) -> str:
-        """The body decoded: charset header, then BOM, then ``<meta charset>``, then a fallback."""
+        """The body decoded: BOM, then the charset header, then ``<meta charset>``, then a
+        fallback (UTF-8 if it decodes, else windows-1252); never raises."""
         if self._text is None:
             from . import _extract
 
@@ -206,12 +210,13 @@ class Page:
     def css(self, selector: str) -> list[LexborNode]:
         return list(self.html.css(selector))
 
-    def extracted(self, max_links: int = 10_000) -> _extract.Extracted:
-        """Links, title, base href and robots directives of an HTML page (cached)."""
+    def extracted(self) -> _extract.Extracted:
+        """Links (at most the crawl's ``max_links_per_page``), title, base href and robots
+        directives of an HTML page (cached)."""
         if self._extracted is None:
             from . import _extract
 
-            self._extracted = _extract.extract(self.html, self.url, max_links=max_links)
+            self._extracted = _extract.extract(self.html, self.url, max_links=self._max_links)
         return self._extracted
 
     @property

@@ -1,5 +1,12 @@
 """The store interface: small and batch-oriented, so remote and durable stores stay cheap.
 
+Outputs: the store owns the crawl's exporters (:meth:`CrawlStore.attach_outputs`) because
+what reaches an output file must be what the store committed. A durable store writes a
+batch's items to the exporters, flushes them, and records each file's byte offset in the same
+transaction as the pages, links and items; on resume the files are truncated back to the
+recorded offsets (:meth:`CrawlStore.output_offsets`), so a file never holds an uncommitted
+or half-written record.
+
 Counting rule (the termination rule reads it): ``outstanding()`` is the number of requests
 queued, waiting for a retry, or in flight. :meth:`CrawlStore.add` raises it by the number of
 new requests *before* they can be claimed; :meth:`CrawlStore.complete` lowers it by one *after*
@@ -12,9 +19,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .._spider import Request
+
+if TYPE_CHECKING:
+    from .._export import Exporter
+    from .._stats import Counters
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +49,9 @@ class Claim:
 
 class CrawlStore(abc.ABC):
     """Frontier, seen set, per-host politeness state and counters of one crawl."""
+
+    def __init__(self) -> None:
+        self._outputs: list[Exporter] = []
 
     @abc.abstractmethod
     async def add(self, requests: Sequence[NewRequest]) -> int:
@@ -61,9 +76,11 @@ class CrawlStore(abc.ABC):
         """Return when the frontier changed (added, released, requeued) or at ``until``."""
 
     @abc.abstractmethod
-    async def complete(self, claim: Claim, new: Sequence[NewRequest]) -> int:
-        """Finish ``claim``: queue its new requests (deduped), release its host, lower the count.
-        Returns how many new requests were queued."""
+    async def complete(
+        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+    ) -> int:
+        """Finish ``claim``: record its items, queue its new requests (deduped), release its
+        host, lower the count, all as one unit. Returns how many new requests were queued."""
 
     @abc.abstractmethod
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
@@ -89,6 +106,35 @@ class CrawlStore(abc.ABC):
 
     @abc.abstractmethod
     def active_hosts(self) -> int: ...
+
+    # ------------------------------------------------------------ crawl lifecycle
+    async def begin(self, meta: Mapping[str, Any], counters: Counters) -> bool:
+        """Start or resume the crawl described by ``meta`` (seeds, scope, spider...).
+
+        A durable store compares ``meta`` with what it stored and raises
+        :class:`~trio_crawler.StateMismatch` naming what may not change; on resume it loads the
+        stored figures into ``counters`` and keeps reading them at each commit. Returns True
+        when resuming. Default: a new crawl every time.
+        """
+        return False
+
+    def attach_outputs(self, exporters: Sequence[Exporter]) -> None:
+        """Items of completed pages go to these exporters (after :meth:`output_offsets`)."""
+        self._outputs = list(exporters)
+
+    def output_offsets(self) -> dict[str, int]:
+        """Committed byte offset of each output file of a resumed crawl (path -> offset)."""
+        return {}
+
+    async def load_robots(self, host: str) -> tuple[int, bytes, float] | None:
+        """A robots.txt answer stored for ``host``: (status, body, wall-clock time fetched)."""
+        return None
+
+    async def save_robots(self, host: str, status: int, body: bytes, fetched_at: float) -> None:  # noqa: B027
+        """Keep a robots.txt answer so other workers and a resumed crawl reuse it."""
+
+    async def flush(self) -> None:  # noqa: B027  (optional hook)
+        """Commit what is pending now (the engine calls it when the crawl ends)."""
 
     async def close(self) -> None:  # noqa: B027  (optional hook)
         """Commit what is pending and release resources. Called shielded, bounded."""

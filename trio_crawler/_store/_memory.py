@@ -7,6 +7,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -26,6 +27,7 @@ class MemoryStore(CrawlStore):
         max_pages_per_host: int | None = None,
         depth_first: bool = False,
     ) -> None:
+        super().__init__()
         self._frontier: Frontier[Claim] = Frontier(
             per_host_concurrency=per_host_concurrency,
             per_host_delay=per_host_delay,
@@ -103,7 +105,12 @@ class MemoryStore(CrawlStore):
         with trio.move_on_at(math.inf if until is None else until):
             await self._changed.wait()
 
-    async def complete(self, claim: Claim, new: Sequence[NewRequest]) -> int:
+    async def complete(
+        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+    ) -> int:
+        if items:
+            for exporter in self._outputs:
+                exporter.write_many(items)
         count = self._queue(new) if new else 0
         self._frontier.release(claim.host)
         self._notify()
@@ -135,6 +142,13 @@ class MemoryStore(CrawlStore):
 
     def active_hosts(self) -> int:
         return self._frontier.active_hosts()
+
+    async def flush(self) -> None:
+        for exporter in self._outputs:
+            exporter.flush()
+
+    async def close(self) -> None:
+        await self.flush()
 
     def seen_count(self) -> int:
         return len(self._seen)
