@@ -205,32 +205,20 @@ class Crawler:
         s = self.settings
         self._started_at = trio.current_time()
         try:
-            await self._open_state()
-            async with Fetcher(
-                s,
-                guard=self._guard,
-                resolver=self._resolver,
-                transport=self._transport,
-                clients=self._clients,
-            ) as fetcher:
-                self._fetcher = fetcher
-                async with trio.open_nursery() as nursery:
-                    req_send, req_recv = trio.open_memory_channel[tuple[object, Claim]](0)
-                    item_send, item_recv = trio.open_memory_channel[Any](s.items_buffer)
-                    nursery.start_soon(self._processor, item_recv, name="trio_crawler.processor")
-                    async with req_recv, item_send:
-                        for i in range(s.concurrency):
-                            nursery.start_soon(
-                                self._fetch_worker,
-                                req_recv.clone(),
-                                item_send.clone(),
-                                name=f"trio_crawler.fetcher-{i}",
-                            )
-                    await self._seed()
-                    nursery.start_soon(self._scheduler, req_send, name="trio_crawler.scheduler")
-                    if s.max_duration is not None:
-                        nursery.start_soon(self._deadline, s.max_duration)
-                    task_status.started()
+            async with self.store.open(self.crawl_meta(), self._counters) as resumed:
+                self.resumed = resumed
+                self._open_outputs()
+                async with Fetcher(
+                    s,
+                    guard=self._guard,
+                    resolver=self._resolver,
+                    transport=self._transport,
+                    clients=self._clients,
+                ) as fetcher:
+                    self._fetcher = fetcher
+                    async with trio.open_nursery() as nursery:
+                        await self._start_tasks(nursery)
+                        task_status.started()
         except BaseException as exc:
             if self._stop_reason is None:
                 self._stop_reason = "cancelled" if _only_cancelled(exc) else "error"
@@ -238,15 +226,28 @@ class Crawler:
         finally:
             self._ended_at = trio.current_time()
             self._fetcher = None
-            with trio.move_on_after(0.5) as cleanup:
-                cleanup.shield = True
-                try:
-                    await self.store.close()
-                except Exception as exc:  # already failing or finishing: report, don't mask
-                    log.error("could not commit the crawl state: %s", exc)
             self._close_exporters()
             self._drained.set()
             self._work_done.set()
+
+    async def _start_tasks(self, nursery: trio.Nursery) -> None:
+        """Start the processor, the fetchers and the scheduler; seed the frontier."""
+        s = self.settings
+        req_send, req_recv = trio.open_memory_channel[tuple[object, Claim]](0)
+        item_send, item_recv = trio.open_memory_channel[Any](s.items_buffer)
+        nursery.start_soon(self._processor, item_recv, name="trio_crawler.processor")
+        async with req_recv, item_send:
+            for i in range(s.concurrency):
+                nursery.start_soon(
+                    self._fetch_worker,
+                    req_recv.clone(),
+                    item_send.clone(),
+                    name=f"trio_crawler.fetcher-{i}",
+                )
+        await self._seed()
+        nursery.start_soon(self._scheduler, req_send, name="trio_crawler.scheduler")
+        if s.max_duration is not None:
+            nursery.start_soon(self._deadline, s.max_duration, name="trio_crawler.deadline")
 
     def crawl_meta(self) -> dict[str, Any]:
         """What identifies this crawl: a stored crawl resumes only with the same values."""
@@ -265,9 +266,8 @@ class Crawler:
             "sort_query": s.sort_query,
         }
 
-    async def _open_state(self) -> None:
-        """Start or resume the crawl in the store, then open the outputs at their offsets."""
-        self.resumed = await self.store.begin(self.crawl_meta(), self._counters)
+    def _open_outputs(self) -> None:
+        """Open the output files at the offsets the store committed (resume), attach them."""
         offsets = self.store.output_offsets()
         opened: list[Exporter] = []
         try:

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from .._spider import Request
 
@@ -108,15 +111,23 @@ class CrawlStore(abc.ABC):
     def active_hosts(self) -> int: ...
 
     # ------------------------------------------------------------ crawl lifecycle
-    async def begin(self, meta: Mapping[str, Any], counters: Counters) -> bool:
-        """Start or resume the crawl described by ``meta`` (seeds, scope, spider...).
+    @asynccontextmanager
+    async def open(self, meta: Mapping[str, Any], counters: Counters) -> AsyncIterator[bool]:
+        """Hold the store open for one crawl; yields True when resuming a stored crawl.
 
-        A durable store compares ``meta`` with what it stored and raises
-        :class:`~trio_crawler.StateMismatch` naming what may not change; on resume it loads the
-        stored figures into ``counters`` and keeps reading them at each commit. Returns True
-        when resuming. Default: a new crawl every time.
+        A durable store compares ``meta`` (seeds, scope, spider...) with what it stored and
+        raises :class:`~trio_crawler.StateMismatch` naming what may not change; on resume it
+        loads the stored figures into ``counters`` and reads them again at each commit. A store
+        that needs background tasks (a writer thread's feeder, a lease sweeper) runs them in a
+        nursery owned by this context manager. On exit, pending work is committed in a shielded
+        scope of at most 0.5 s. Default: a new crawl every time, nothing in the background.
         """
-        return False
+        try:
+            yield False
+        finally:
+            with trio.move_on_after(0.5) as cleanup:
+                cleanup.shield = True
+                await self.close()
 
     def attach_outputs(self, exporters: Sequence[Exporter]) -> None:
         """Items of completed pages go to these exporters (after :meth:`output_offsets`)."""
