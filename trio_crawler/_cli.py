@@ -402,20 +402,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     site = demo_site(args.pages)
 
+    for name, value in (("per_host_delay", 0.0), ("per_host_concurrency", 16)):
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)  # politeness lifted: the demo server is our own
+    try:
+        settings = _settings_from(args, GenericSpider())
+    except CrawlerError as exc:
+        print(f"trio-crawler: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
     async def run() -> int:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(serve_site, site)
             print(f"demo site: {server.url('/')} ({args.pages} pages)", file=sys.stderr)
             spider = GenericSpider(start_urls=(server.url("/"),))
-            for name, value in (("per_host_delay", 0.0), ("per_host_concurrency", 16)):
-                if getattr(args, name, None) is None:
-                    setattr(args, name, value)
-            try:
-                settings = _settings_from(args, spider)
-            except CrawlerError as exc:
-                print(f"trio-crawler: error: {exc}", file=sys.stderr)
-                nursery.cancel_scope.cancel()
-                return EXIT_USAGE
             crawler = Crawler(
                 spider,
                 settings,

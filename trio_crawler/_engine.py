@@ -151,22 +151,22 @@ class Crawler:
         self._fatal: BaseException | None = None
 
     # ------------------------------------------------------------------ public
-    def items(self) -> AsyncIterator[Any]:
-        """Items as they are produced (opt-in). Call before the crawl produces its first item,
-        e.g. right after ``open_crawler`` returns. Bounded: a slow reader slows the crawl, it
-        does not lose items. Leaving the loop early stops the forwarding, not the crawl."""
+    def items(self) -> trio.MemoryReceiveChannel[Any]:
+        """Items as they are produced (opt-in): a channel to ``async for`` over.
+
+        Call it before the crawl produces its first item, e.g. right after ``open_crawler``
+        returns. Bounded (``items_buffer``): a slow reader slows the crawl, it does not lose
+        items. A reader that stops early closes the channel (``async with crawler.items() as
+        items:``, or leave the ``open_crawler`` block): the crawl goes on without it.
+        Items arrive at least once (a page fetched again after a crash delivers them again).
+        """
         if self._user_recv is None:
             if self._counters.items:
                 raise RuntimeError("items() must be called before the crawl produces items")
             self._user_send, self._user_recv = trio.open_memory_channel[Any](
                 self.settings.items_buffer
             )
-        return self._iterate_items(self._user_recv)
-
-    async def _iterate_items(self, recv: trio.MemoryReceiveChannel[Any]) -> AsyncIterator[Any]:
-        async with recv:
-            async for item in recv:
-                yield item
+        return self._user_recv
 
     def stop(self, reason: str = "interrupted") -> None:
         """Stop taking new requests; in-flight pages finish. Safe to call more than once."""
