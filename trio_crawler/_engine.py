@@ -57,7 +57,7 @@ from . import _extract
 from ._exceptions import FailureKind, FetchError, SettingsError
 from ._export import Exporter, open_exporter
 from ._fetcher import AddressGuard, Fetcher, FetchResult, Resolver, allow_seed_hosts
-from ._retry import RetryPolicy
+from ._retry import AdaptiveDelay, RetryPolicy
 from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
 from ._settings import Settings
 from ._spider import Failure, Page, Request, Spider, iterate_result
@@ -132,6 +132,9 @@ class Crawler:
         self._robots = RobotsCache()
         self._robots_pending: dict[str, trio.Event] = {}
         self._robots_errors: dict[str, FetchError] = {}
+        self._throttles: dict[str, AdaptiveDelay] = {}
+        self._base_delay: dict[str, float] = {}
+        self._ip_keys: dict[str, str] = {}
         self._ua_token = user_agent_token(s.user_agent)
         self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
         self._process_limiter = trio.CapacityLimiter(s.processing_concurrency)
@@ -295,7 +298,7 @@ class Crawler:
             admitted = self._admit(request)
             if admitted is not None:
                 new.append(admitted)
-        self._counters.links_queued += await self.store.add(new)
+        self._counters.links_queued += await self.store.add(await self._keyed(new))
         if not new:
             log.warning("no start URL was admitted: nothing to crawl")
 
@@ -428,10 +431,12 @@ class Crawler:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     await settle.complete()
 
-    async def _robots_for(self, host: str) -> tuple[RobotsPolicy, bool]:
-        """The robots policy of ``host``; the flag says whether this call fetched it.
+    async def _robots_for(self, host: str, key: str) -> tuple[RobotsPolicy, bool]:
+        """The robots policy of origin ``host``; the flag says whether this call fetched it.
 
-        Concurrent callers for one origin wait for a single fetch.
+        Concurrent callers for one origin wait for a single fetch. A policy the store kept
+        (an earlier run, another worker) is reused while fresh. A Crawl-delay raises the
+        delay of politeness key ``key`` (the origin, or its IP address).
         """
         while True:
             now = trio.current_time()
@@ -445,17 +450,36 @@ class Crawler:
         event = self._robots_pending[host] = trio.Event()
         try:
             self._robots_errors.pop(host, None)
-            policy = await self._fetch_robots(host)
+            fetched = False
+            policy = await self._stored_robots(host)
+            if policy is None:
+                policy = await self._fetch_robots(host)
+                fetched = True
             self._robots.put(host, policy)
             delay = policy.crawl_delay(self._ua_token)
             if delay is not None:
                 capped = min(delay, self.settings.max_crawl_delay)
                 if capped > self.settings.per_host_delay:
-                    await self.store.set_host_delay(host, capped)
-            return policy, True
+                    self._base_delay[key] = capped
+                    await self.store.set_host_delay(key, capped)
+            return policy, fetched
         finally:
             del self._robots_pending[host]
             event.set()
+
+    async def _stored_robots(self, host: str) -> RobotsPolicy | None:
+        stored = await self.store.load_robots(host)
+        if stored is None:
+            return None
+        status, body, fetched_at = stored
+        age = max(0.0, _wall() - fetched_at)
+        policy = RobotsPolicy.from_response(
+            status,
+            body,
+            now=trio.current_time() - age,
+            error_ttl=self.settings.robots_error_ttl,
+        )
+        return None if policy.is_expired(trio.current_time()) else policy
 
     async def _fetch_robots(self, host: str) -> RobotsPolicy:
         assert self._fetcher is not None
@@ -478,6 +502,7 @@ class Crawler:
                 if urlsplit(url).scheme not in ("http", "https"):
                     break
                 continue
+            await self.store.save_robots(host, result.status, result.body, _wall())
             return RobotsPolicy.from_response(
                 result.status, result.body, now=trio.current_time(), error_ttl=s.robots_error_ttl
             )
@@ -496,13 +521,14 @@ class Crawler:
         c = self._counters
 
         if s.obey_robots:
-            policy, fetched_now = await self._robots_for(claim.host)
+            site = self.rules.origin(url)
+            policy, fetched_now = await self._robots_for(site, claim.host)
             if fetched_now and s.per_host_delay > 0:
                 # the robots.txt request used this slot: go back behind the host's delay
                 await settle.retry(request, 0.0)
                 return
             if not policy.allowed(url, self._ua_token):
-                error = self._robots_errors.get(claim.host)
+                error = self._robots_errors.get(site)
                 if error is not None and policy.kind == "disallow_all":
                     # the host itself is unreachable: say how, not just "robots"
                     await self._fail(claim, items, settle, error.kind, f"robots.txt: {error}")
@@ -532,6 +558,8 @@ class Crawler:
         c.wire_bytes += result.wire_bytes
         status = result.status
         page = self._make_page(request, result)
+        if s.adaptive_throttle:
+            await self._adapt(claim.host, result.elapsed, status)
 
         pause = self.spider.rate_limit_delay(page)
         if pause is not None and pause > 0:
@@ -595,8 +623,62 @@ class Crawler:
             if s.fail_fast:
                 self._fatal = exc
                 self.stop("fail_fast")
+        extracted = page.extracted_if_done()
+        if extracted is not None:
+            if extracted.skipped_schemes:
+                c.dropped["bad_scheme"] += extracted.skipped_schemes
+            if extracted.skipped_invalid:
+                c.dropped["invalid_href"] += extracted.skipped_invalid
+            if extracted.links_truncated:
+                c.dropped["links_over_page_cap"] += 1
         await self._hand_on(produced, items)
-        await settle.complete(self._children(page, found), produced)
+        await settle.complete(await self._keyed(self._children(page, found)), produced)
+
+    async def _adapt(self, key: str, latency: float, status: int | None) -> None:
+        """Adaptive throttle: the host's delay follows its latency, backs off on 429/503."""
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            s = self.settings
+            base = self._base_delay.get(key, s.per_host_delay)
+            throttle = self._throttles[key] = AdaptiveDelay(
+                start=max(base, 0.0),
+                minimum=base,
+                maximum=max(base, s.max_crawl_delay),
+                target_concurrency=float(s.per_host_concurrency),
+            )
+        before = throttle.delay
+        after = throttle.observe(latency, status)
+        if after != before:
+            await self.store.set_host_delay(key, after)
+
+    async def _keyed(self, new: list[NewRequest]) -> list[NewRequest]:
+        """Give each new request its politeness key: its origin, or its IP with
+        ``politeness_key="ip"`` (shared hosting puts many names on one machine)."""
+        if self.settings.politeness_key != "ip" or not new:
+            return new
+        out = []
+        for item in new:
+            key = self._ip_keys.get(item.host)
+            if key is None:
+                key = await self._ip_key(item.host)
+            out.append(dataclasses.replace(item, host=key) if key != item.host else item)
+        return out
+
+    async def _ip_key(self, site: str) -> str:
+        _scheme, _, hostport = site.partition("://")
+        host, _, port = hostport.rpartition(":")
+        resolver = self._fetcher.resolver if self._fetcher is not None else None
+        key = site
+        if resolver is not None:
+            try:
+                ips = await resolver(host.strip("[]"), int(port))
+                key = f"ip:{ips[0]}"
+            except FetchError:
+                key = site  # the fetch will fail with its own DNS error
+        if len(self._ip_keys) > 100_000:
+            self._ip_keys.clear()
+        self._ip_keys[site] = key
+        return key
 
     def _accepts(self, page: Page) -> bool:
         accept = self.spider.accept
@@ -706,7 +788,8 @@ class Crawler:
             return
         c.redirects += 1
         follow = dataclasses.replace(request, url=target, redirects=chain, retries=0)
-        queued = await settle.complete([NewRequest(follow, target_fp, self.rules.origin(target))])
+        hop = await self._keyed([NewRequest(follow, target_fp, self.rules.origin(target))])
+        queued = await settle.complete(hop)
         if queued == 0:
             c.dropped["redirect_to_seen"] += 1
 

@@ -226,6 +226,10 @@ class Page:
             return self.header_robots
         return self.header_robots | self.extracted().meta_robots
 
+    def extracted_if_done(self) -> _extract.Extracted | None:
+        """The extraction result if something already asked for it, else None (no parse)."""
+        return self._extracted
+
     def links(self) -> list[str]:
         """Absolute http(s) URLs of the page's followable links, in document order.
 
