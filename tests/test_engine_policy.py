@@ -139,3 +139,98 @@ async def test_retry_after_pushes_back_the_whole_host(
     limited_at = next(t for t, p in hits if p == "/p0")
     after = [t for t, p in hits if t > limited_at]
     assert after and min(after) >= limited_at + 30 - 1e-9
+
+
+async def test_hooks_sign_drop_and_retry_in_order() -> None:
+    from trio_crawler import Drop, Page, Request, Retry, Spider
+    from trio_crawler.testing import html_page, loopback_settings, open_site_server, site_from_links
+
+    order: list[str] = []
+    site = site_from_links({"/": ["/a", "/secret", "/flaky"], "/a": [], "/secret": []})
+    flaky = {"n": 0}
+
+    def flaky_page(_: object) -> object:
+        flaky["n"] += 1
+        return html_page("ok") if flaky["n"] > 1 else html_page("not yet", status=200)
+
+    site.add("/flaky", flaky_page)  # type: ignore[arg-type]
+
+    async def sign(request: Request) -> Request | Drop | None:
+        order.append("settings-before")
+        if request.url.endswith("/secret"):
+            return Drop("no secrets")
+        return Request(url=request.url, headers={**request.headers, "x-signature": "s1"})
+
+    async def check(page: Page) -> Retry | Drop | None:
+        order.append("settings-after")
+        if page.url.endswith("/flaky") and b"not yet" in page.body:
+            return Retry(delay=0.0, reason="not ready")
+        return None
+
+    class Hooked(Spider):
+        name = "hooked"
+
+        async def before_request(self, request: Request) -> Request | Drop | None:
+            order.append("spider-before")
+            assert request.headers.get("x-signature") == "s1"
+            return None
+
+        async def scrape(self, page: Page):  # type: ignore[no-untyped-def]
+            yield {"url": page.url}
+            for link in page.links():
+                yield Request(url=link)
+
+    async with open_site_server(site) as server:
+        settings = loopback_settings(
+            server, before_request=(sign,), after_response=(check,), obey_robots=False
+        )
+        with trio.fail_after(20):
+            stats = await crawl(Hooked(), settings, start_urls=[server.url("/")])
+    assert stats.pages_ok == 3  # /, /a, /flaky (after one retry)
+    assert stats.dropped["hook"] == 1 and stats.retries == 1
+    assert all(r.header("x-signature") == "s1" for r in server.requests)
+    assert "/secret" not in server.paths()
+    assert order[:3] == ["settings-before", "spider-before", "settings-after"]
+
+
+async def test_priority_then_depth_first_order() -> None:
+    from trio_crawler import Page, Request, Spider
+    from trio_crawler.testing import Site, html_page, loopback_settings, open_site_server
+
+    site = Site(default=html_page("leaf"))
+
+    class Prioritised(Spider):
+        name = "prioritised"
+
+        async def scrape(self, page: Page):  # type: ignore[no-untyped-def]
+            if page.url.endswith("/"):
+                for i in range(6):
+                    yield Request(url=page.url + f"p{i}", priority=10 if i == 4 else 0)
+
+    async with open_site_server(site) as server:
+        for order, expected in (
+            ("breadth", ["/p4", "/p0", "/p1", "/p2", "/p3", "/p5"]),
+            ("depth", ["/p4", "/p5", "/p3", "/p2", "/p1", "/p0"]),
+        ):
+            server.requests.clear()
+            settings = loopback_settings(
+                server, per_host_concurrency=1, concurrency=1, obey_robots=False, order=order
+            )
+            with trio.fail_after(20):
+                await crawl(Prioritised(), settings, start_urls=[server.url("/")])
+            assert server.paths()[1:] == expected, order
+
+
+async def test_dedupe_content_skips_links_of_mirrored_pages() -> None:
+    from trio_crawler.testing import Site, html_page, loopback_settings, open_site_server
+
+    mirror = html_page('<a href="/x">x</a>')
+    site = Site({"/": html_page('<a href="/m1">1</a><a href="/m2">2</a>'), "/m1": mirror})
+    site.add("/m2", mirror)
+    site.add("/x", html_page("x"))
+    async with open_site_server(site) as server:
+        settings = loopback_settings(server, dedupe_content=True, concurrency=1, obey_robots=False)
+        with trio.fail_after(20):
+            stats = await crawl(GenericSpider(start_urls=(server.url("/"),)), settings)
+    assert stats.pages_ok == 4
+    assert stats.dropped["duplicate_content"] == 1

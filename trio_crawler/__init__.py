@@ -17,10 +17,12 @@ from ._exceptions import StateMismatch as StateMismatch
 from ._exceptions import StoreError as StoreError
 from ._settings import Settings as Settings
 from ._settings import __version__ as __version__
+from ._spider import Drop as Drop
 from ._spider import Failure as Failure
 from ._spider import Headers as Headers
 from ._spider import Page as Page
 from ._spider import Request as Request
+from ._spider import Retry as Retry
 from ._spider import Spider as Spider
 from ._spider import load_spider as load_spider
 from ._spider import register as register
@@ -30,12 +32,14 @@ __all__ = [
     "CrawlStats",
     "Crawler",
     "CrawlerError",
+    "Drop",
     "Failure",
     "FailureKind",
     "FetchError",
     "Headers",
     "Page",
     "Request",
+    "Retry",
     "Settings",
     "SettingsError",
     "Spider",

@@ -44,6 +44,7 @@ spider code is recorded with the URL and cannot leave the count raised.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -60,7 +61,7 @@ from ._fetcher import AddressGuard, Fetcher, FetchResult, Resolver, allow_seed_h
 from ._retry import AdaptiveDelay, RetryPolicy
 from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
 from ._settings import Settings
-from ._spider import Failure, Page, Request, Spider, iterate_result
+from ._spider import Drop, Failure, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
 from ._store import Claim, CrawlStore, MemoryStore, NewRequest
 from ._urls import DropReason, QueryVariantGuard, UrlRules
@@ -117,6 +118,7 @@ class Crawler:
             per_host_concurrency=s.per_host_concurrency,
             per_host_delay=s.per_host_delay,
             max_pages_per_host=s.max_pages_per_host,
+            depth_first=s.order == "depth",
         )
         self.exporters = list(exporters)
         self._output_targets = [t if t == "-" else os.path.abspath(t) for t in outputs]
@@ -135,6 +137,13 @@ class Crawler:
         self._throttles: dict[str, AdaptiveDelay] = {}
         self._base_delay: dict[str, float] = {}
         self._ip_keys: dict[str, str] = {}
+        self._content_hashes: set[int] = set()
+        self._before_hooks: list[Any] = list(s.before_request)
+        if type(spider).before_request is not Spider.before_request:
+            self._before_hooks.append(spider.before_request)
+        self._after_hooks: list[Any] = list(s.after_response)
+        if type(spider).after_response is not Spider.after_response:
+            self._after_hooks.append(spider.after_response)
         self._ua_token = user_agent_token(s.user_agent)
         self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
         self._process_limiter = trio.CapacityLimiter(s.processing_concurrency)
@@ -538,6 +547,14 @@ class Crawler:
                     )
                 return
 
+        if self._before_hooks:
+            changed = await self._run_before_hooks(request)
+            if isinstance(changed, Drop):
+                c.dropped["hook"] += 1
+                log.info("%s dropped: %s", url, changed.reason)
+                await settle.complete()
+                return
+            request, url = changed, changed.url
         headers = dict(request.headers) if request.headers else None
         try:
             result = await self._fetcher.fetch(url, headers)
@@ -574,6 +591,31 @@ class Crawler:
             await self._redirect(claim, items, settle, result)
             return
 
+        if self._after_hooks:
+            verdict_of_hooks = await self._run_after_hooks(page)
+            if isinstance(verdict_of_hooks, Drop):
+                c.dropped["hook"] += 1
+                log.info("%s dropped: %s", url, verdict_of_hooks.reason)
+                await settle.complete()
+                return
+            if isinstance(verdict_of_hooks, Retry):
+                if request.retries >= s.max_retries:
+                    await self._fail(
+                        claim,
+                        items,
+                        settle,
+                        FailureKind.OTHER,
+                        f"{verdict_of_hooks.reason}: out of retries",
+                        status=status,
+                    )
+                    return
+                c.retries += 1
+                await settle.retry(
+                    dataclasses.replace(request, retries=request.retries + 1),
+                    verdict_of_hooks.delay,
+                )
+                return
+
         verdict = self._retry.for_status(
             status, result.headers, attempt=request.retries, now_wall=_wall()
         )
@@ -608,6 +650,7 @@ class Crawler:
         if not self._accepts(page):
             await settle.complete()
             return
+        duplicate = s.dedupe_content and self._seen_content(page)
         found: list[Request] = []
         produced: list[Any] = []
         try:
@@ -631,8 +674,39 @@ class Crawler:
                 c.dropped["invalid_href"] += extracted.skipped_invalid
             if extracted.links_truncated:
                 c.dropped["links_over_page_cap"] += 1
+        if duplicate and found:
+            c.dropped["duplicate_content"] += len(found)
+            found = []
         await self._hand_on(produced, items)
         await settle.complete(await self._keyed(self._children(page, found)), produced)
+
+    async def _run_before_hooks(self, request: Request) -> Request | Drop:
+        """Settings' hooks in order, then the spider's: each sees the previous one's request."""
+        for hook in self._before_hooks:
+            answer = await hook(request)
+            if isinstance(answer, Drop):
+                return answer
+            if isinstance(answer, Request):
+                request = answer
+        return request
+
+    async def _run_after_hooks(self, page: Page) -> Retry | Drop | None:
+        """Settings' hooks in order, then the spider's; the first Retry or Drop wins."""
+        for hook in self._after_hooks:
+            answer = await hook(page)
+            if isinstance(answer, (Retry, Drop)):
+                return answer
+        return None
+
+    def _seen_content(self, page: Page) -> bool:
+        """Content dedupe: True when an identical body was seen before (links not followed)."""
+        digest = int.from_bytes(hashlib.blake2b(page.body, digest_size=8).digest(), "big")
+        if digest in self._content_hashes:
+            return True
+        if len(self._content_hashes) >= 1_000_000:
+            self._content_hashes.clear()
+        self._content_hashes.add(digest)
+        return False
 
     async def _adapt(self, key: str, latency: float, status: int | None) -> None:
         """Adaptive throttle: the host's delay follows its latency, backs off on 429/503."""

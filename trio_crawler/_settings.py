@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._exceptions import SettingsError
+
+if TYPE_CHECKING:
+    from ._spider import Drop, Page, Request, Retry
+
+BeforeRequest: TypeAlias = "Callable[[Request], Awaitable[Request | Drop | None]]"
+AfterResponse: TypeAlias = "Callable[[Page], Awaitable[Retry | Drop | None]]"
 
 __version__ = "0.1.0"
 
@@ -116,6 +122,15 @@ class Settings:
     items_buffer: int = 64
     """Buffer of the opt-in ``crawler.items()`` channel; a slow reader applies backpressure."""
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Headers sent with every request (the spider's and the request's own win)."""
+    order: Literal["breadth", "depth"] = "breadth"
+    """Within a host, serve higher ``Request.priority`` first, then breadth- or depth-first."""
+    dedupe_content: bool = False
+    """Skip link extraction on a page whose body was already seen (mirrors, session ids)."""
+    before_request: tuple[BeforeRequest, ...] = ()
+    """Async hooks run before each request, before the spider's own (see :mod:`._hooks`)."""
+    after_response: tuple[AfterResponse, ...] = ()
+    """Async hooks run after each response, before the spider's own."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -186,6 +201,11 @@ class Settings:
             non_negative("max_duration", allow_zero=False)
         if self.scope not in ("host", "domain", "any"):
             raise SettingsError(f"scope must be host, domain or any, not {self.scope!r}")
+        if self.order not in ("breadth", "depth"):
+            raise SettingsError(f"order must be breadth or depth, not {self.order!r}")
+        for hook in (*self.before_request, *self.after_response):
+            if not callable(hook):
+                raise SettingsError(f"a hook must be an async callable, not {hook!r}")
         if self.politeness_key not in ("origin", "ip"):
             raise SettingsError(f"politeness_key must be origin or ip, not {self.politeness_key!r}")
         for pattern in (*self.include_patterns, *self.exclude_patterns):

@@ -256,6 +256,22 @@ class Page:
         return f"<Page {self.status} {self.url}>"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Drop:
+    """A hook's answer: drop this request (before it is sent) or this page (before scrape)."""
+
+    reason: str = "dropped by a hook"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retry:
+    """An ``after_response`` hook's answer: try this request again after ``delay`` seconds
+    (counts as a retry; bounded by ``max_retries``)."""
+
+    delay: float = 0.0
+    reason: str = "retry asked by a hook"
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Failure:
     """A request that ended without a page for ``scrape``: handed to ``Spider.failed``."""
@@ -315,6 +331,20 @@ class Spider:
 
     async def process(self, item: Item) -> None:
         """Do something with one item. Runs concurrently; at-least-once. Default: nothing."""
+
+    async def before_request(self, request: Request) -> Request | Drop | None:
+        """Hook run before each request is sent, after the settings' hooks.
+
+        Return None to send it as it is, a changed :class:`Request` (a fresh token, a
+        signature header) to send that instead, or :class:`Drop` to skip it. Default: None.
+        """
+        return None
+
+    async def after_response(self, page: Page) -> Retry | Drop | None:
+        """Hook run after each final (non-redirect) response, after the settings' hooks and
+        before ``scrape``. Return None to go on, :class:`Retry` to fetch again later, or
+        :class:`Drop` to skip the page (counted, not scraped). Default: None."""
+        return None
 
     def rate_limit_delay(self, page: Page) -> float | None:
         """Seconds the server asks this spider to wait (an API's rate-limit headers), or None.
