@@ -60,6 +60,7 @@ from ._export import Exporter, open_exporter
 from ._fetcher import AddressGuard, Fetcher, FetchResult, Resolver, allow_seed_hosts
 from ._retry import AdaptiveDelay, RetryPolicy
 from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
+from ._session import CookieJar, Credentials, strip_sensitive
 from ._settings import Settings
 from ._spider import Drop, Failure, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
@@ -138,6 +139,8 @@ class Crawler:
         self._base_delay: dict[str, float] = {}
         self._ip_keys: dict[str, str] = {}
         self._content_hashes: set[int] = set()
+        self._cookies = CookieJar() if s.cookies else None
+        self._credentials = Credentials(s.credentials)
         self._before_hooks: list[Any] = list(s.before_request)
         if type(spider).before_request is not Spider.before_request:
             self._before_hooks.append(spider.before_request)
@@ -555,7 +558,7 @@ class Crawler:
                 await settle.complete()
                 return
             request, url = changed, changed.url
-        headers = dict(request.headers) if request.headers else None
+        headers = self._request_headers(request)
         try:
             result = await self._fetcher.fetch(url, headers)
         except FetchError as exc:
@@ -574,6 +577,8 @@ class Crawler:
         c.requests += 1
         c.wire_bytes += result.wire_bytes
         status = result.status
+        if self._cookies is not None and "set-cookie" in result.headers:
+            self._cookies.store(url, result.headers.get_list("set-cookie"), now=_wall())
         page = self._make_page(request, result)
         if s.adaptive_throttle:
             await self._adapt(claim.host, result.elapsed, status)
@@ -679,6 +684,22 @@ class Crawler:
             found = []
         await self._hand_on(produced, items)
         await settle.complete(await self._keyed(self._children(page, found)), produced)
+
+    def _request_headers(self, request: Request) -> dict[str, str] | None:
+        """The request's own headers plus its origin's cookies and credentials, if any."""
+        headers = dict(request.headers) if request.headers else None
+        if self._cookies is not None:
+            cookie = self._cookies.header(request.url, now=_wall())
+            if cookie is not None:
+                headers = headers or {}
+                headers.setdefault("cookie", cookie)
+        if self._credentials:
+            auth = self._credentials.header(request.url)
+            if auth is not None:
+                headers = headers or {}
+                if not any(k.lower() == "authorization" for k in headers):
+                    headers["authorization"] = auth
+        return headers
 
     async def _run_before_hooks(self, request: Request) -> Request | Drop:
         """Settings' hooks in order, then the spider's: each sees the previous one's request."""
@@ -862,6 +883,9 @@ class Crawler:
             return
         c.redirects += 1
         follow = dataclasses.replace(request, url=target, redirects=chain, retries=0)
+        if request.headers and self.rules.origin(target) != self.rules.origin(request.url):
+            # credentials and cookies a spider put on the request stay with their origin
+            follow = dataclasses.replace(follow, headers=strip_sensitive(request.headers))
         hop = await self._keyed([NewRequest(follow, target_fp, self.rules.origin(target))])
         queued = await settle.complete(hop)
         if queued == 0:

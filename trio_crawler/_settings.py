@@ -123,6 +123,10 @@ class Settings:
     """Buffer of the opt-in ``crawler.items()`` channel; a slow reader applies backpressure."""
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     """Headers sent with every request (the spider's and the request's own win)."""
+    cookies: bool = True
+    """Keep cookies, each only for the origin that set it."""
+    credentials: tuple[tuple[str, str], ...] = ()
+    """``(host, "user:password" | "bearer:TOKEN")`` pairs: Authorization sent to that host only."""
     order: Literal["breadth", "depth"] = "breadth"
     """Within a host, serve higher ``Request.priority`` first, then breadth- or depth-first."""
     dedupe_content: bool = False
@@ -201,6 +205,10 @@ class Settings:
             non_negative("max_duration", allow_zero=False)
         if self.scope not in ("host", "domain", "any"):
             raise SettingsError(f"scope must be host, domain or any, not {self.scope!r}")
+        if self.credentials:
+            from ._session import Credentials
+
+            Credentials(self.credentials)  # raises SettingsError on a bad entry
         if self.order not in ("breadth", "depth"):
             raise SettingsError(f"order must be breadth or depth, not {self.order!r}")
         for hook in (*self.before_request, *self.after_response):
