@@ -9,6 +9,10 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
   (scope, robots, dedupe and the hop limit are crawl policy, not transport);
 * the body is read from the *raw* stream and decoded by :mod:`._decode`'s bounded decoders,
   so neither a 200 MB body nor a 10 GB gzip bomb can take more than ``max_body_size`` bytes;
+  brotli and zstd windows over 1 MiB are reserved in a crawl-wide :class:`WindowBudget` first,
+  so sixteen brotli bombs at once cannot add 16 x 17 MiB of decoder windows to their bodies;
+* the request goes to the transport directly, not through ``AsyncClient.send``, which would
+  parse a 3xx's Location and fail on an unparsable one before the engine sees the response;
 * the whole exchange runs under a deadline (``request_timeout``): httpx's read timeout resets
   on every byte and does not bound a server that drips one byte a second;
 * every connection goes through :class:`GuardedBackend`, which resolves the name through one
@@ -26,11 +30,11 @@ beat one big one at high concurrency; see ``scripts/bench_clients.py`` for the f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,14 +128,98 @@ class Resolver:
         self._cache[key] = (expires, value)
 
 
+def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(c) for c in cidrs)
+
+
+#: IPv4 ranges that are not public unicast (IANA special-purpose registry). Listed here, not
+#: taken from ``ipaddress``'s ``is_global``, whose answers change between Python versions
+#: (3.11 calls 192.0.0.8 and 64:ff9b::7f00:1 global).
+_V4_NOT_PUBLIC = _networks(
+    "0.0.0.0/8",  # "this network", 0.0.0.0 (reaches the local host on Linux)
+    "10.0.0.0/8",  # RFC 1918
+    "100.64.0.0/10",  # RFC 6598 shared address space (CGNAT): refused, see AddressGuard
+    "127.0.0.0/8",  # loopback
+    "169.254.0.0/16",  # link-local (cloud metadata at 169.254.169.254)
+    "172.16.0.0/12",  # RFC 1918
+    "192.0.0.0/24",  # IETF protocol assignments
+    "192.0.2.0/24",  # documentation
+    "192.88.99.0/24",  # 6to4 relay anycast (deprecated)
+    "192.168.0.0/16",  # RFC 1918
+    "198.18.0.0/15",  # benchmarking
+    "198.51.100.0/24",  # documentation
+    "203.0.113.0/24",  # documentation
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, and 255.255.255.255 broadcast
+)
+#: IPv6: only global unicast (2000::/3) may be public, and not these parts of it.
+_V6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+_V6_NOT_PUBLIC = _networks(
+    "2001::/23",  # IETF protocol assignments: Teredo 2001::/32, benchmarking, ORCHID
+    "2001:db8::/32",  # documentation
+    "2002::/16",  # 6to4: embeds an IPv4 address that may be private
+    "3fff::/20",  # documentation
+)
+#: NAT64 (RFC 6052): DNS64 resolvers on IPv6-only networks answer with these for public
+#: IPv4 hosts, so they are judged by the IPv4 address they embed.
+_V6_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def is_public_address(ip: str) -> bool:
+    """True for a public unicast address; False for anything else, or a non-address (pure).
+
+    IPv4-mapped IPv6 (``::ffff:127.0.0.1``) and NAT64 (``64:ff9b::a.b.c.d``) addresses are
+    judged by the IPv4 address they carry. IPv6 outside 2000::/3 (loopback ``::1``,
+    unspecified ``::``, ``fc00::/7``, ``fe80::/10``, multicast ``ff00::/8``, IPv4-compatible
+    ``::a.b.c.d``...) is never public.
+    """
+    addr = _parse_ip(ip)
+    if addr is None:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr in _V6_NAT64:
+            return is_public_address(str(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)))
+        return addr in _V6_GLOBAL_UNICAST and not any(addr in net for net in _V6_NOT_PUBLIC)
+    return not any(addr in net for net in _V4_NOT_PUBLIC)
+
+
+def _address_key(host: str) -> str:
+    """One spelling per address (``::FFFF:7f00:1`` and ``127.0.0.1`` are one); names lowered."""
+    addr = _parse_ip(host)
+    return str(addr) if addr is not None else host.strip("[]").lower().rstrip(".")
+
+
 class AddressGuard:
     """Which ``address:port`` the crawler may connect to (pure).
 
-    Public unicast addresses are always allowed. Loopback, private (RFC 1918, fc00::/7),
-    link-local, multicast, reserved and unspecified addresses only when ``allow_private`` is set,
-    or for an exact ``address:port`` pair given in ``allowed`` (the seeds' own host and port,
-    and :attr:`Settings.allowed_addresses`). A seed ``http://10.0.0.5:8080/`` opens
-    10.0.0.5:8080 and nothing else.
+    Public unicast addresses (:func:`is_public_address`) are always allowed. Loopback, private
+    (RFC 1918, fc00::/7), link-local, multicast, reserved, documentation and unspecified
+    addresses only when ``allow_private`` is set, or for an exact ``address:port`` pair given in
+    ``allowed`` (the seeds' own host and port, and :attr:`Settings.allowed_addresses`). A seed
+    ``http://10.0.0.5:8080/`` opens 10.0.0.5:8080 and nothing else.
+
+    A pair names a destination, however it is reached: with ``127.0.0.1:8080`` allowed, a
+    name that resolves to 127.0.0.1 may be fetched on port 8080 (the same server), on no other.
+    A seed given by *name* allows that name on its port whatever it resolves to: the user
+    named the host (an intranet name is the usual case).
+
+    The shared address space of carrier-grade NAT (100.64.0.0/10, RFC 6598) is refused like
+    private space: it is not reachable from the internet, and clouds put internal services
+    there (e.g. a metadata endpoint at 100.100.100.200).
+
+    The guard sees the addresses the crawler dials. Through a proxy it would see the proxy's,
+    so a crawl through a proxy can only check the target's name; the crawler sets no proxy
+    (``trust_env=False``).
     """
 
     def __init__(self, *, allow_private: bool, allowed: Iterable[str] = ()) -> None:
@@ -141,26 +229,21 @@ class AddressGuard:
             self.allow(entry)
 
     def allow(self, address_port: str) -> None:
+        """Allow one ``address:port`` (``[::1]:8080`` for IPv6)."""
         host, _, port = address_port.rpartition(":")
-        self._allowed.add((host.strip("[]").lower(), int(port)))
+        self.allow_host(host, int(port))
 
     def allow_host(self, host: str, port: int) -> None:
-        self._allowed.add((host.strip("[]").lower(), port))
+        self._allowed.add((_address_key(host), port))
 
     def is_allowed(self, ip: str, port: int, *, host: str | None = None) -> bool:
         if self.allow_private:
             return True
-        if (ip, port) in self._allowed or (
-            host is not None and (host.lower(), port) in self._allowed
+        if (_address_key(ip), port) in self._allowed or (
+            host is not None and (_address_key(host), port) in self._allowed
         ):
             return True
-        try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return addr.is_global and not addr.is_multicast
+        return is_public_address(ip)
 
 
 class _Forbidden(Exception):
@@ -284,7 +367,42 @@ class FetchResult:
     wire_bytes: int
 
 
-_STATUS_LINE_ERRORS = (httpcore.RemoteProtocolError, httpcore.LocalProtocolError)
+#: Bytes read and dropped after the end of an encoded body before the connection is closed.
+_MAX_TRAILING = 64 * 1024
+#: Decoded bytes taken from a decoder at a time.
+_DECODE_STEP = 1024 * 1024
+#: Crawl-wide bytes of decoder windows (brotli up to 16 MiB, zstd up to 8 MiB) in use at once.
+DECODER_WINDOW_BUDGET = 32 * 1024 * 1024
+
+
+class WindowBudget:
+    """A crawl-wide budget of bytes for decoder windows (a counting semaphore in bytes).
+
+    gzip and deflate need 32 KiB, but a brotli stream may declare a 16 MiB window and a zstd
+    frame 8 MiB, and their decoders touch it all: sixteen brotli bombs would hold 16 x 17 MiB
+    besides their bodies. A decoder whose window is over ``FREE_WINDOW`` waits here before it
+    decodes (the wait counts against the request deadline); one window larger than the whole
+    budget takes the whole budget.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._lot = trio.lowlevel.ParkingLot()
+
+    async def acquire(self, amount: int) -> int:
+        """Reserve ``amount`` bytes (capped at the total); return what to :meth:`release`."""
+        amount = min(amount, self.total)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.used + amount > self.total:
+            await self._lot.park()
+        self.used += amount
+        return amount
+
+    def release(self, amount: int) -> None:
+        if amount:
+            self.used -= amount
+            self._lot.unpark_all()
 
 
 def _kind_of(exc: BaseException) -> FailureKind:
@@ -328,7 +446,7 @@ class Fetcher:
         resolver: Resolver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clients: int = 1,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.settings = settings
         self.guard = guard or AddressGuard(
@@ -337,9 +455,10 @@ class Fetcher:
         self.resolver = resolver or Resolver()
         self._transport_override = transport
         self._n_clients = max(1, clients)
-        self._clients: list[httpx.AsyncClient] = []
+        self._clients: list[tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]] = []
         self._next = 0
         self._clock = clock
+        self._window_budget = WindowBudget(DECODER_WINDOW_BUDGET)
         self._base_headers = {
             "user-agent": settings.user_agent,
             "accept-encoding": ACCEPT_ENCODING,
@@ -359,15 +478,14 @@ class Fetcher:
             transport = self._transport_override or GuardedTransport(
                 backend, ssl_context=ctx, max_connections=per_client + 2
             )
-            self._clients.append(
-                httpx.AsyncClient(
-                    transport=transport,
-                    timeout=timeout,
-                    follow_redirects=False,
-                    trust_env=False,
-                    headers=self._base_headers,
-                )
+            client = httpx.AsyncClient(
+                transport=transport,
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=False,
+                headers=self._base_headers,
             )
+            self._clients.append((client, transport))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -377,10 +495,10 @@ class Fetcher:
         clients, self._clients = self._clients, []
         with trio.move_on_after(1) as scope:
             scope.shield = True
-            for client in clients:
+            for client, _ in clients:
                 await client.aclose()
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]:
         if not self._clients:
             raise RuntimeError("Fetcher used outside 'async with'")
         self._next = (self._next + 1) % len(self._clients)
@@ -422,9 +540,14 @@ class Fetcher:
     async def _exchange(
         self, url: str, headers: Mapping[str, str] | None, limit: int, started: float
     ) -> FetchResult:
-        client = self._client()
+        client, transport = self._client()
         request = client.build_request("GET", url, headers=headers)
-        response = await client.send(request, stream=True)
+        # The transport, not client.send(): even with follow_redirects=False, httpx parses a
+        # 3xx's Location to offer ``next_request``, and an unparsable one ("data:,x", a broken
+        # IPv6 literal) raises before the response is seen. The engine judges redirects.
+        response = await transport.handle_async_request(request)
+        response.request = request
+        reserved = 0
         try:
             raw = response.headers.raw
             hdrs = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
@@ -439,25 +562,41 @@ class Fetcher:
                 raw_chunks: Any = _once(response.content)
             else:
                 raw_chunks = response.aiter_raw()
+            trailing = 0
             async for chunk in raw_chunks:
                 wire += len(chunk)
-                out = decoder.feed(chunk, limit - size)
-                if out:
+                if decoder.finished:
+                    # bytes after the end of the encoded stream: read a little (so an ordinary
+                    # response ends cleanly and its connection is kept), never keep them
+                    trailing += len(chunk)
+                    if trailing > _MAX_TRAILING:
+                        break
+                    continue
+                out = decoder.feed(chunk, min(_DECODE_STEP, limit - size))
+                if decoder.waiting:
+                    reserved = await self._window_budget.acquire(decoder.memory)
+                    decoder.admit()
+                    out = decoder.feed(b"", min(_DECODE_STEP, limit - size))
+                # at most one step of output at a time: no copy larger than that
+                while out:
                     chunks.append(out)
                     size += len(out)
+                    if size >= limit:
+                        break
+                    out = decoder.feed(b"", min(_DECODE_STEP, limit - size))
                 if size >= limit:
                     truncated = True
                     break
-            if not truncated:
-                tail = decoder.flush(limit - size)
-                if tail:
+            if not truncated and not decoder.waiting:
+                while size < limit and (tail := decoder.flush(min(_DECODE_STEP, limit - size))):
                     chunks.append(tail)
                     size += len(tail)
-                truncated = size >= limit and bool(tail)
+                    truncated = size >= limit
         finally:
+            self._window_budget.release(reserved)
             with trio.move_on_after(0.5) as scope:
                 scope.shield = True
-                await response.aclose()
+                await _close_quietly(response)
         return FetchResult(
             url=url,
             status=response.status_code,
@@ -471,6 +610,14 @@ class Fetcher:
 
 async def _once(data: bytes) -> Any:
     yield data
+
+
+async def _close_quietly(response: httpx.Response) -> None:
+    """Close a response; a broken connection at this point changes nothing already read."""
+    with contextlib.suppress(
+        httpx.HTTPError, httpcore.NetworkError, httpcore.ProtocolError, OSError
+    ):
+        await response.aclose()
 
 
 def host_port(url: str) -> tuple[str, int]:
