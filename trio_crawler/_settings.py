@@ -116,6 +116,25 @@ class Settings:
     allowed_addresses: tuple[str, ...] = ()
     """Extra ``address:port`` pairs the address guard lets through (tests use this)."""
 
+    # --- transport: proxies, TLS, archiving
+    proxy: str | None = None
+    """Send every request through this proxy (``http://``, ``https://`` or ``socks5://``)."""
+    proxy_rules: tuple[tuple[str, str], ...] = ()
+    """``(host or *.domain, proxy URL or "direct")`` pairs, checked before ``proxy``."""
+    trust_env: bool = False
+    """Honour HTTP_PROXY/HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE from the environment."""
+    verify_tls: bool = True
+    """Verify certificates (turn off for an intercepting proxy or a lab target)."""
+    ca_bundle: str | None = None
+    """A PEM file of extra certificate authorities to trust (an intercepting proxy's CA)."""
+    client_cert: str | None = None
+    """A PEM client certificate (with its key, or give ``client_key``) presented to servers."""
+    client_key: str | None = None
+    warc: str | None = None
+    """Write every request and response (failures and redirects too) to this WARC file."""
+    warc_max_size: int = 1 << 30
+    """Rotate WARC files at this size (bytes)."""
+
     # --- behaviour
     fail_fast: bool = False
     """Stop the crawl at the first exception from spider code."""
@@ -209,6 +228,17 @@ class Settings:
             from ._session import Credentials
 
             Credentials(self.credentials)  # raises SettingsError on a bad entry
+        for proxy in (self.proxy, *(target for _, target in self.proxy_rules)):
+            if proxy is None or proxy == "direct":
+                continue
+            scheme = proxy.partition("://")[0].lower()
+            if scheme not in ("http", "https", "socks5", "socks5h") or "://" not in proxy:
+                raise SettingsError(
+                    f"proxy must be http://, https:// or socks5:// HOST:PORT, not {proxy!r}"
+                )
+        if self.client_key and not self.client_cert:
+            raise SettingsError("client_key needs client_cert")
+        positive_int("warc_max_size")
         if self.order not in ("breadth", "depth"):
             raise SettingsError(f"order must be breadth or depth, not {self.order!r}")
         for hook in (*self.before_request, *self.after_response):
