@@ -21,6 +21,7 @@ import dataclasses
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -41,6 +42,11 @@ ScrapeOutput: TypeAlias = "Request | Item"
 ScrapeResult: TypeAlias = (
     "AsyncIterator[Request | Item] | Awaitable[Iterable[Request | Item] | None]"
 )
+
+
+#: Beyond this many ``<div`` tags a page's divs are parsed as spans (see :attr:`Page.html`).
+MAX_DIV_TAGS = 20_000
+_DIV_TAG = re.compile(r"<(/?)div\b", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,11 +206,20 @@ class Page:
 
     @property
     def html(self) -> LexborHTMLParser:
-        """The parsed HTML tree (selectolax's lexbor parser)."""
+        """The parsed HTML tree (selectolax's lexbor parser).
+
+        Hostile-page guard: each ``<div>`` start tag makes the HTML parser scan the stack of
+        open elements, so deeply nested divs cost quadratic time (100,000 take over 30 s). A
+        page with more than :data:`MAX_DIV_TAGS` of them is parsed with its divs read as
+        spans: the links, text and title are the same; div selectors no longer match there.
+        """
         if self._html is None:
             from selectolax.lexbor import LexborHTMLParser
 
-            self._html = LexborHTMLParser(self.text)
+            text = self.text
+            if len(text) > MAX_DIV_TAGS * 5 and text.count("<div") > MAX_DIV_TAGS:
+                text = _DIV_TAG.sub(r"<\1span", text)
+            self._html = LexborHTMLParser(text)
         return self._html
 
     def css(self, selector: str) -> list[LexborNode]:
