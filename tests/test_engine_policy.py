@@ -234,3 +234,29 @@ async def test_dedupe_content_skips_links_of_mirrored_pages() -> None:
             stats = await crawl(GenericSpider(start_urls=(server.url("/"),)), settings)
     assert stats.pages_ok == 4
     assert stats.dropped["duplicate_content"] == 1
+
+
+async def test_session_ids_in_paths_stay_finite_with_default_guards() -> None:
+    import secrets
+
+    from trio_crawler.testing import (
+        RecordedRequest,
+        Response,
+        Site,
+        html_page,
+        loopback_settings,
+        open_site_server,
+    )
+
+    def session_page(_: RecordedRequest) -> Response:
+        token = secrets.token_hex(12)
+        return html_page(f'<a href="/s/{token}/page">next</a><a href="/about">about</a>')
+
+    site = Site({"/about": html_page("about")}, default=session_page)
+    async with open_site_server(site) as server:
+        settings = loopback_settings(server, obey_robots=False)
+        with trio.fail_after(60):
+            stats = await crawl(GenericSpider(start_urls=(server.url("/"),)), settings)
+    assert stats.stop_reason == "finished"
+    assert stats.dropped["trap_path_ids"] >= 1
+    assert stats.pages_ok <= Settings().max_query_variants + 2

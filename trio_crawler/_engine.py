@@ -47,6 +47,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -132,6 +133,7 @@ class Crawler:
         self._clients = clients
         self._retry = RetryPolicy.from_settings(s)
         self._query_guard = QueryVariantGuard(s.max_query_variants)
+        self._path_id_guard = PathIdGuard(s.max_query_variants)
         self._robots = RobotsCache()
         self._robots_pending: dict[str, trio.Event] = {}
         self._robots_errors: dict[str, FetchError] = {}
@@ -381,6 +383,8 @@ class Crawler:
                 and not self._query_guard.admit(self.rules.canonical(request.url))
             ):
                 reason = DropReason.TRAP_QUERY_VARIANTS
+            elif reason is None and not self._path_id_guard.admit(request.url):
+                reason = "trap_path_ids"
         if reason is not None:
             self._counters.dropped[str(reason)] += 1
             return None
@@ -990,6 +994,34 @@ def _wall() -> float:
     import time
 
     return time.time()
+
+
+class PathIdGuard:
+    """Trap guard for ids in paths (``/s/9f8e7d6c5b4a39281706/page``: session ids, calendars
+    keyed by token): at most ``limit`` distinct id values per path shape, where an id is a
+    segment of 16 or more letters and digits with at least 4 digits and a letter, or a UUID.
+
+    Ordinary paths (``/product/12345``, ``/blog/my-article-2024``) have no id segment and
+    cost one regular-expression search.
+    """
+
+    _ID = re.compile(
+        r"/(?:(?=[A-Za-z0-9]{16,}(?:[/?;]|$))(?=(?:[^/?;\d]*\d){4})(?=[^/?;]*[A-Za-z])"
+        r"[A-Za-z0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+        r"(?=[/?;]|$)"
+    )
+
+    def __init__(self, limit: int) -> None:
+        self._guard = QueryVariantGuard(limit)
+
+    def admit(self, url: str) -> bool:
+        path_end = url.find("?")
+        head = url if path_end < 0 else url[:path_end]
+        ids = self._ID.findall(head)
+        if not ids:
+            return True
+        shape = self._ID.sub("/{id}", head)
+        return self._guard.admit(f"{shape}?{'&'.join(f'i={v[1:]}' for v in ids)}")
 
 
 class _Settlement:
