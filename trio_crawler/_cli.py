@@ -8,7 +8,9 @@ Exit codes: 0 the crawl ran to its end (or to a limit it was given); 1 the crawl
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -51,6 +53,11 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         help="output format when the extension does not say",
     )
     out.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
+    out.add_argument(
+        "--state",
+        metavar="FILE",
+        help="keep the crawl's state in this SQLite file; the same command resumes it",
+    )
     g = p.add_argument_group("limits")
     g.add_argument("--max-depth", type=int, help="links deeper than this are not followed")
     g.add_argument("--max-pages", type=int, help="stop after this many pages")
@@ -83,6 +90,36 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="follow each host's latency and back off on 429/503",
+    )
+    g.add_argument(
+        "--no-cookies",
+        action="store_false",
+        dest="cookies",
+        default=None,
+        help="do not keep cookies (by default each origin gets back only its own)",
+    )
+    g.add_argument(
+        "--auth",
+        action="append",
+        dest="credentials",
+        metavar="HOST=USER:PASSWORD",
+        help="credentials for HOST only (HOST=bearer:TOKEN for a bearer token); repeatable",
+    )
+    g.add_argument(
+        "--politeness-key",
+        choices=["origin", "ip"],
+        help="politeness per origin (default) or per IP address (shared hosting)",
+    )
+    g.add_argument(
+        "--order",
+        choices=["breadth", "depth"],
+        help="within a host: breadth-first (default) or depth-first, after priority",
+    )
+    g.add_argument(
+        "--dedupe-content",
+        action="store_true",
+        default=None,
+        help="do not follow links of a page whose body was already seen",
     )
     g.add_argument(
         "--obey-robots",
@@ -173,6 +210,34 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="stop at the first exception from spider code",
     )
+    g = p.add_argument_group("proxies, TLS and archiving")
+    g.add_argument("--proxy", metavar="URL", help="http://, https:// or socks5:// proxy for all")
+    g.add_argument(
+        "--proxy-rule",
+        action="append",
+        dest="proxy_rules",
+        metavar="HOST=URL",
+        help="proxy (or 'direct') for HOST or *.DOMAIN, before --proxy; repeatable",
+    )
+    g.add_argument(
+        "--trust-env",
+        action="store_true",
+        default=None,
+        help="honour HTTP_PROXY/HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE",
+    )
+    g.add_argument(
+        "-k",
+        "--insecure",
+        action="store_false",
+        dest="verify_tls",
+        default=None,
+        help="do not verify TLS certificates (intercepting proxy, lab target)",
+    )
+    g.add_argument("--ca-bundle", metavar="PEM", help="also trust the CAs in this file")
+    g.add_argument("--client-cert", metavar="PEM", help="present this client certificate")
+    g.add_argument("--client-key", metavar="PEM", help="the client certificate's key")
+    g.add_argument("--warc", metavar="FILE", help="archive every request and response (WARC 1.1)")
+    g.add_argument("--warc-max-size", type=int, metavar="BYTES", help="rotate WARC files (1 GiB)")
     g = p.add_argument_group("display")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -216,6 +281,18 @@ _SETTING_FLAGS = [
     "allow_private",
     "allowed_addresses",
     "fail_fast",
+    "politeness_key",
+    "order",
+    "dedupe_content",
+    "cookies",
+    "proxy",
+    "trust_env",
+    "verify_tls",
+    "ca_bundle",
+    "client_cert",
+    "client_key",
+    "warc",
+    "warc_max_size",
 ]
 
 
@@ -265,7 +342,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pages", type=int, default=2000, help="pages in the demo site (2000)")
     _add_crawl_flags(p)
+    _add_state_commands(sub)
     return parser
+
+
+def _add_state_commands(sub: Any) -> None:
+    """``status`` and ``export``: read a state file written with ``--state``."""
+    p = sub.add_parser(
+        "status",
+        help="show where a crawl stored with --state stands",
+        description="Print a stored crawl's pages done and queued, its items and top hosts.",
+    )
+    p.add_argument("state", metavar="STATE_FILE")
+    p.add_argument("--top", type=int, default=10, help="hosts to list (10)")
+    p = sub.add_parser(
+        "export",
+        help="write the items of a crawl stored with --state",
+        description="Write the items stored in a state file to JSON Lines, CSV or SQLite.",
+    )
+    p.add_argument("state", metavar="STATE_FILE")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="'-' for stdout")
+    p.add_argument("--format", choices=["jsonl", "csv", "sqlite"])
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ._store._sqlite import read_status
+
+    st = read_status(args.state, top=args.top)
+    crawl, states, stats = st.crawl, st.states, st.stats
+    seeds = crawl.get("seeds") or []
+    more = f" (+{len(seeds) - 1} more)" if len(seeds) > 1 else ""
+    print(f"state file: {st.path}")
+    print(f"spider:     {crawl.get('spider', '?')}; seeds: {seeds[0] if seeds else '-'}{more}")
+    print(
+        f"pages:      {states.get('done', 0):,} done, {states.get('queued', 0):,} queued, "
+        f"{states.get('inflight', 0):,} in flight at the stop (fetched again on resume)"
+    )
+    print(
+        f"results:    {stats.get('pages_ok', 0):,} ok, {stats.get('pages_failed', 0):,} failed, "
+        f"{st.items:,} items, {stats.get('requests', 0):,} requests"
+    )
+    for path, offset in st.outputs.items():
+        print(f"output:     {path} ({offset:,} committed)")
+    if st.hosts:
+        print("hosts:      done       left  host")
+        for host, done, left in st.hosts:
+            print(f"            {done:<10,} {left:<5,} {host}")
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from ._store._sqlite import export_items
+
+    count = export_items(args.state, args.output, format=args.format)
+    if args.output != "-":
+        print(f"{count:,} items written to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _state_store(args: argparse.Namespace, settings: Settings) -> Any:
+    """The SQLite store of ``--state FILE``, or None (an in-memory crawl)."""
+    if not getattr(args, "state", None):
+        return None
+    from ._store import SqliteStore
+
+    return SqliteStore.from_settings(args.state, settings)
+
+
+def _resume_hint(crawler: Crawler, args: argparse.Namespace, stop_reason: str | None) -> None:
+    state = getattr(args, "state", None)
+    if not state or args.quiet:
+        return
+    if crawler.resumed:
+        print(f"resumed the crawl stored in {state}", file=sys.stderr)
+    if stop_reason != "finished":
+        argv = getattr(args, "argv", None) or sys.argv[1:]
+        command = shlex.join(["trio-crawler", *argv])
+        print(f"crawl state saved in {state}; to resume, run: {command}", file=sys.stderr)
+
+
+def _demo_port(state: str | None) -> int:
+    """The port of a demo crawl stored in ``state`` (its seeds name it), else 0 (any)."""
+    if not state:
+        return 0
+    from ._store._sqlite import stored_seeds
+
+    for seed in stored_seeds(state):
+        port = urlsplit(seed).port
+        if port:
+            return port
+    return 0
 
 
 def _settings_from(args: argparse.Namespace, spider: Spider) -> Settings:
@@ -283,6 +449,18 @@ def _settings_from(args: argparse.Namespace, spider: Spider) -> Settings:
                 raise SettingsError(f"header must be 'NAME: VALUE', not {raw!r}")
             headers[name.strip()] = value.strip()
         values["headers"] = headers
+    for entry in getattr(args, "proxy_rules", None) or ():
+        host, sep, target = entry.partition("=")
+        if not sep or not host:
+            raise SettingsError(f"--proxy-rule takes HOST=URL or HOST=direct, not {entry!r}")
+        values["proxy_rules"] = (*values.get("proxy_rules", ()), (host, target))
+    for entry in getattr(args, "credentials", None) or ():
+        host, sep, secret = entry.partition("=")
+        if not sep:
+            raise SettingsError(
+                f"--auth takes HOST=USER:PASSWORD or HOST=bearer:TOKEN, not {entry!r}"
+            )
+        values["credentials"] = (*values.get("credentials", ()), (host, secret))
     try:
         return Settings(**values)
     except TypeError as exc:
@@ -379,6 +557,7 @@ async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
             print(f"trio-crawler: cannot write {args.stats_json}: {exc}", file=sys.stderr)
     if not args.quiet:
         print_summary(stats)
+    _resume_hint(crawler, args, stats.stop_reason)
     if interrupted:
         return EXIT_INTERRUPTED
     if stats.stop_reason in ("fail_fast", "error"):
@@ -413,7 +592,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve_site, site)
+            port = _demo_port(args.state)
+            server = await nursery.start(functools.partial(serve_site, site, port=port))
             print(f"demo site: {server.url('/')} ({args.pages} pages)", file=sys.stderr)
             spider = GenericSpider(start_urls=(server.url("/"),))
             crawler = Crawler(
@@ -421,6 +601,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 settings,
                 outputs=_output_targets(args, default_stdout=False),
                 output_format=args.format,
+                store=_state_store(args, settings),
             )
             code = await _run_crawl(crawler, args)
             nursery.cancel_scope.cancel()
@@ -449,6 +630,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "spiders":
         return _cmd_spiders()
+    if args.command in ("status", "export"):
+        command = _cmd_status if args.command == "status" else _cmd_export
+        return _guarded(lambda: command(args))
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     _configure_logging(args)
     if args.command == "demo":
         return _cmd_demo(args)
@@ -473,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_urls=start_urls,
             outputs=_output_targets(args, default_stdout=args.command == "crawl"),
             output_format=args.format,
+            store=_state_store(args, settings),
         )
     except CrawlerError as exc:
         print(f"trio-crawler: error: {exc}", file=sys.stderr)

@@ -1,11 +1,13 @@
 """Crawl state stores: the frontier, the seen set, per-host state and progress counters.
 
 :class:`CrawlStore` is the one interface the engine talks to; :class:`MemoryStore` keeps
-everything in this process. Durable (SQLite) and shared (Redis) stores implement the same
-interface, so the engine never changes for them.
+everything in this process; :class:`SqliteStore` keeps it in one SQLite file, so a crawl
+survives a stop or a crash and resumes. A shared (Redis) store implements the same interface,
+so the engine never changes for them.
 """
 
 from ._base import Claim, CrawlStore, NewRequest
 from ._memory import MemoryStore
+from ._sqlite import SqliteStore
 
-__all__ = ["Claim", "CrawlStore", "MemoryStore", "NewRequest"]
+__all__ = ["Claim", "CrawlStore", "MemoryStore", "NewRequest", "SqliteStore"]
