@@ -7,9 +7,6 @@ Two kinds of test:
   measured during the test (:class:`LoopLag`), never more than half the delay checked;
 * clock-driven tests over ``httpx.MockTransport`` with Trio's autojump clock (no socket at all:
   a real socket under a virtual clock can fire false timeouts), for delays of seconds.
-
-Rules the engine does not implement yet are ``xfail(strict=True)`` tests whose reason says what
-is missing; they start passing (and so failing the suite) when the feature lands.
 """
 
 from __future__ import annotations
@@ -562,12 +559,6 @@ async def test_max_pages_ends_cleanly_with_the_reason() -> None:
     assert stats.in_flight == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the claim that fetched robots.txt is put back with settle.retry(request, 0.0) "
-    "(retries still 0) and counted again by _next_claim as a new page start, so max_pages "
-    "stops one page early per host when per_host_delay > 0",
-)
 async def test_max_pages_counts_each_page_once_when_robots_takes_the_first_slot() -> None:
     site = Site({"/": html_page(links(*(f"/p{i}" for i in range(20))))}, default=html_page("x"))
     _, stats, server = await crawl_site(site, max_pages=3, per_host_delay=0.01)
@@ -599,11 +590,6 @@ async def test_per_host_page_budget() -> None:
     assert stats.pages_ok == 6 and stats.stop_reason == "finished"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="URLs refused by max_pages_per_host are only counted in MemoryStore.over_budget; "
-    "they never reach stats.dropped (suggested key: 'host_budget')",
-)
 async def test_per_host_page_budget_is_counted() -> None:
     site = Site({"/": html_page(links(*(f"/p{i}" for i in range(10))))}, default=html_page("x"))
     _, stats, _ = await crawl_site(site, max_pages_per_host=3)
@@ -783,14 +769,6 @@ async def test_crawl_delay_with_autojump_clock(
     assert max(page_gaps) < expected + 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Crawl-delay is applied with set_host_delay only after robots.txt answered; "
-    "requests already claimed (the one that fetched robots.txt when per_host_delay == 0, and "
-    "any waiting on the robots fetch) go out at once, and the host's next_allowed time is not "
-    "pushed, so the first requests after robots.txt come closer than the Crawl-delay "
-    "(_engine.Crawler._robots_for)",
-)
 async def test_crawl_delay_holds_from_the_first_request(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -809,13 +787,6 @@ async def test_crawl_delay_holds_from_the_first_request(
     assert min(gaps(web.starts("site.test"))) >= 5.0 - 1e-9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a request claimed while robots.txt is being fetched waits in _robots_for and is "
-    "sent the moment robots.txt arrives, together with the others that waited and the "
-    "requeued one that fetched robots.txt: their per-host spacing was spent while waiting "
-    "(_engine.Crawler._process_claim: requeue every claim that waited, not only the fetcher)",
-)
 async def test_requests_waiting_for_robots_txt_keep_the_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -912,12 +883,6 @@ async def test_x_robots_tag_for_another_agent_is_ignored() -> None:
     assert set(by_path(items)) == {"/", "/other"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GenericSpider.scrape only looks at page.robots when page.is_html, so "
-    "'X-Robots-Tag: noindex' on a PDF, image or text file (its main use) still emits a record "
-    "(spiders/generic.py: test 'noindex' in page.robots for every page)",
-)
 async def test_x_robots_tag_noindex_on_a_non_html_file() -> None:
     site = Site(
         {
@@ -1165,12 +1130,6 @@ def sitemap_xml(root: str, child: str, *locs: str) -> bytes:
     return f'<?xml version="1.0"?><{root} xmlns="{SITEMAP_NS}">{body}</{root}>'.encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Settings.sitemaps is not read by the engine: no sitemap (robots.txt 'Sitemap:' "
-    "lines, /sitemap.xml) is fetched; wire _sitemaps.parse_sitemap and SitemapBudget into "
-    "_engine (after the robots fetch of each seed origin)",
-)
 async def test_sitemaps_from_robots_txt_are_crawled() -> None:
     async with open_site_server(Site(default=html_page("leaf"))) as server:
         u = server.url
@@ -1201,10 +1160,6 @@ async def test_sitemaps_from_robots_txt_are_crawled() -> None:
     assert {"/a", "/b", "/c"} <= set(page_targets(server))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Settings.sitemaps is not read by the engine: /sitemap.xml is never fetched",
-)
 async def test_sitemap_xml_is_read_when_asked() -> None:
     async with open_site_server(Site(default=html_page("leaf"))) as server:
         server.site.add("/", html_page("no links"))

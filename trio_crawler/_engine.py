@@ -63,6 +63,7 @@ from ._retry import AdaptiveDelay, RetryPolicy
 from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
 from ._session import CookieJar, Credentials, strip_sensitive
 from ._settings import Settings
+from ._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
 from ._spider import Drop, Failure, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
 from ._store import Claim, CrawlStore, MemoryStore, NewRequest
@@ -71,6 +72,9 @@ from ._urls import DropReason, QueryVariantGuard, UrlRules
 log = logging.getLogger("trio_crawler.engine")
 
 _ROBOTS_REDIRECTS = 5
+
+#: ``Request.meta`` key marking a sitemap request (the engine reads it; no scrape).
+_SITEMAP = "trio_crawler.sitemap"
 
 #: Failures that are an ordinary part of crawling: logged at INFO, not WARNING.
 _QUIET_KINDS = frozenset({FailureKind.ROBOTS, FailureKind.HTTP_STATUS, FailureKind.OUT_OF_SCOPE})
@@ -141,6 +145,7 @@ class Crawler:
         self._base_delay: dict[str, float] = {}
         self._ip_keys: dict[str, str] = {}
         self._content_hashes: set[int] = set()
+        self._sitemap_budget = SitemapBudget()
         self._cookies = CookieJar() if s.cookies else None
         self._credentials = Credentials(s.credentials)
         self._before_hooks: list[Any] = list(s.before_request)
@@ -154,7 +159,7 @@ class Crawler:
         self._process_limiter = trio.CapacityLimiter(s.processing_concurrency)
         self._counters = Counters()
         self._stop_reason: str | None = None
-        self._pages_started = 0
+        self._pages_started: set[int] = set()
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._work_done = trio.Event()
@@ -203,6 +208,9 @@ class Crawler:
         return self.statistics()
 
     def statistics(self) -> CrawlStats:
+        over_budget = getattr(self.store, "over_budget", 0)
+        if over_budget:
+            self._counters.dropped["host_budget"] = over_budget
         now = self._ended_at or (trio.current_time() if self._started_at is not None else 0.0)
         elapsed = now - self._started_at if self._started_at is not None else 0.0
         return self._counters.snapshot(
@@ -355,10 +363,11 @@ class Crawler:
             claims = await store.claim(trio.current_time(), 1)
             if claims:
                 claim = claims[0]
-                if claim.request.retries == 0 and not claim.request.redirects:
-                    self._pages_started += 1
-                    limit = self.settings.max_pages
-                    if limit is not None and self._pages_started >= limit:
+                limit = self.settings.max_pages
+                if limit is not None and not claim.request.redirects:
+                    # a page counts once, however often it goes back (retry, robots.txt turn)
+                    self._pages_started.add(claim.fingerprint)
+                    if len(self._pages_started) >= limit:
                         self.stop("max_pages")
                 return claim
             with trio.CancelScope() as self._wait_scope:
@@ -448,25 +457,31 @@ class Crawler:
                     await settle.complete()
 
     async def _robots_for(self, host: str, key: str) -> tuple[RobotsPolicy, bool]:
-        """The robots policy of origin ``host``; the flag says whether this call fetched it.
+        """The robots policy of origin ``host``; the flag says whether this request's turn
+        was spent on it (it fetched robots.txt, or waited for another task's fetch), so the
+        caller goes back to the frontier and keeps the host's spacing.
 
         Concurrent callers for one origin wait for a single fetch. A policy the store kept
         (an earlier run, another worker) is reused while fresh. A Crawl-delay raises the
-        delay of politeness key ``key`` (the origin, or its IP address).
+        delay of politeness key ``key`` (the origin, or its IP address) and holds the host
+        for that long after the robots.txt request.
         """
+        waited = False
         while True:
             now = trio.current_time()
             policy = self._robots.get(host, now)
             if policy is not None:
-                return policy, False
+                return policy, waited
             pending = self._robots_pending.get(host)
             if pending is None:
                 break
+            waited = True
             await pending.wait()
         event = self._robots_pending[host] = trio.Event()
         try:
             self._robots_errors.pop(host, None)
             fetched = False
+            started = trio.current_time()
             policy = await self._stored_robots(host)
             if policy is None:
                 policy = await self._fetch_robots(host)
@@ -478,10 +493,48 @@ class Crawler:
                 if capped > self.settings.per_host_delay:
                     self._base_delay[key] = capped
                     await self.store.set_host_delay(key, capped)
+                    if fetched:
+                        await self.store.pause_host(key, started + capped)
+            if fetched and self.settings.sitemaps:
+                await self._queue_sitemaps(host, policy)
             return policy, fetched
         finally:
             del self._robots_pending[host]
             event.set()
+
+    async def _queue_sitemaps(self, host: str, policy: RobotsPolicy) -> None:
+        """``--sitemaps``: queue the origin's sitemaps (robots.txt ``Sitemap:`` lines and
+        ``/sitemap.xml``) as requests of their own, so they obey politeness like pages."""
+        new: list[NewRequest] = []
+        for url in (*policy.sitemaps, sitemap_url(host)):
+            if not self._sitemap_budget.admit_sitemap(url):
+                continue
+            admitted = self._admit(Request(url=url, meta={_SITEMAP: True}, priority=1))
+            if admitted is not None:
+                new.append(admitted)
+        if new:
+            self._counters.links_queued += await self.store.add(await self._keyed(new))
+
+    async def _read_sitemap(self, claim: Claim, settle: _Settlement, result: FetchResult) -> None:
+        """A fetched sitemap: queue its page URLs and its child sitemaps (within budget)."""
+        request = claim.request
+        new: list[NewRequest] = []
+        if 200 <= result.status < 300:
+            found = parse_sitemap(result.body, base_url=result.url)
+            self._counters.sitemap_urls += len(found.urls)
+            for url in self._sitemap_budget.take_urls(found.urls):
+                admitted = self._admit(Request(url=url, depth=1, referrer=result.url))
+                if admitted is not None:
+                    new.append(admitted)
+            for url in found.sitemaps:
+                if self._sitemap_budget.admit_sitemap(url):
+                    child = Request(url=url, meta={_SITEMAP: True}, priority=1, referrer=result.url)
+                    admitted = self._admit(child)
+                    if admitted is not None:
+                        new.append(admitted)
+        else:
+            log.info("sitemap %s: HTTP %s", request.url, result.status)
+        await settle.complete(await self._keyed(new))
 
     async def _stored_robots(self, host: str) -> RobotsPolicy | None:
         stored = await self.store.load_robots(host)
@@ -538,9 +591,9 @@ class Crawler:
 
         if s.obey_robots:
             site = self.rules.origin(url)
-            policy, fetched_now = await self._robots_for(site, claim.host)
-            if fetched_now and s.per_host_delay > 0:
-                # the robots.txt request used this slot: go back behind the host's delay
+            policy, turn_spent = await self._robots_for(site, claim.host)
+            if turn_spent and self._base_delay.get(claim.host, s.per_host_delay) > 0:
+                # robots.txt took this request's turn: go back behind the host's delay
                 await settle.retry(request, 0.0)
                 return
             if not policy.allowed(url, self._ua_token):
@@ -583,6 +636,9 @@ class Crawler:
         status = result.status
         if self._cookies is not None and "set-cookie" in result.headers:
             self._cookies.store(url, result.headers.get_list("set-cookie"), now=_wall())
+        if request.meta and request.meta.get(_SITEMAP) and not 300 <= status < 400:
+            await self._read_sitemap(claim, settle, result)
+            return
         page = self._make_page(request, result)
         if s.adaptive_throttle:
             await self._adapt(claim.host, result.elapsed, status)
@@ -906,9 +962,14 @@ class Crawler:
         status: int | None = None,
     ) -> None:
         c = self._counters
+        request = claim.request
+        if request.meta and request.meta.get(_SITEMAP):
+            c.dropped["sitemap_failed"] += 1
+            log.info("sitemap %s failed: %s", request.url, message)
+            await settle.complete()
+            return
         c.pages_failed += 1
         c.failures[str(kind)] += 1
-        request = claim.request
         level = logging.INFO if kind in _QUIET_KINDS else logging.WARNING
         log.log(level, "%s failed: %s", request.original_url, message)
         produced: list[Any] = []

@@ -44,6 +44,7 @@ class CrawlStats:
     failures: Mapping[str, int]
     dropped: Mapping[str, int]
     robots_fetches: int
+    sitemap_urls: int
     spider_errors: int
     process_errors: int
 
@@ -76,6 +77,7 @@ class Counters:
     links_found: int = 0
     links_queued: int = 0
     robots_fetches: int = 0
+    sitemap_urls: int = 0
     spider_errors: int = 0
     process_errors: int = 0
     status_classes: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -112,6 +114,7 @@ class Counters:
             failures=MappingProxyType(dict(sorted(self.failures.items()))),
             dropped=MappingProxyType(dict(sorted(self.dropped.items()))),
             robots_fetches=self.robots_fetches,
+            sitemap_urls=self.sitemap_urls,
             spider_errors=self.spider_errors,
             process_errors=self.process_errors,
         )

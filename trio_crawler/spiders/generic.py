@@ -47,12 +47,11 @@ class GenericSpider(Spider):
     async def scrape(self, page: Page) -> AsyncIterator[Any]:
         title: str | None = None
         links: list[str] = []
-        noindex = False
         if page.is_html:
             extracted = page.extracted()
             title = extracted.title
             links = page.links()
-            noindex = "noindex" in page.robots and page._obey_meta
+        noindex = page._obey_meta and "noindex" in page.robots
         if not noindex:
             request = page.request
             yield PageRecord(
