@@ -26,46 +26,6 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
 Pool layout: ``clients`` independent connection pools, fetch tasks spread over them. httpcore's
 pool scans every connection per waiting request (encode/httpcore#1035), so several small pools
 beat one big one at high concurrency; see ``scripts/bench_clients.py`` for the figures.
-
-Proxies
--------
-:class:`ProxyRoutes` (pure) decides per request: the first ``proxy_rules`` entry whose pattern
-matches the host (``example.com`` exactly, ``*.internal`` any name under it, ``*`` all) wins,
-``"direct"`` meaning no proxy; then ``proxy``; then, only with ``trust_env``, the environment
-(``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``, minus ``NO_PROXY``). Each transport keeps one
-direct pool and one pool per proxy, made on first use and all closed with it; with no proxy
-configured no routing work is done at all. Through an HTTP proxy an ``http://`` URL is sent in
-absolute form and an ``https://`` one through a ``CONNECT`` tunnel (TLS end to end with the
-target); SOCKS5 (``socks5://`` and ``socks5h://`` alike: the proxy resolves the name) needs
-the ``socksio`` package.
-
-The address guard and proxies: through a proxy the crawler dials only the proxy, and the
-proxy dials the target. A configured proxy's own ``host:port`` is the user's explicit choice,
-so its pool may dial it whatever its address (a proxy on localhost is the usual case), and
-that pool dials nothing else. **Of the target, only the name can be checked**: it is resolved
-here through the same :class:`Resolver` and refused when any of its addresses is forbidden
-(or when it does not resolve) unless allowed; the proxy resolves it again on its own and may
-get another answer (DNS rebinding), and what the proxy can reach from where it stands is its
-own business. ``allow_private`` turns the target check off (needed for names only the proxy
-can resolve, such as Tor's).
-
-TLS
----
-Verification is on by default (certifi's roots, or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` with
-``trust_env``); ``ca_bundle`` adds authorities, ``verify_tls=False`` turns checking off, and
-``client_cert``/``client_key`` present a client certificate. The context is built when the
-fetcher opens: a missing or unreadable file is a one-line :class:`SettingsError` there.
-Handshake and certificate failures (also a client certificate refused after a TLS 1.3
-handshake, which surfaces on the first read) become ``FailureKind.TLS``.
-
-Capture for WARC
-----------------
-With ``settings.warc`` set, each :class:`FetchResult` also carries what a WARC record needs:
-the payload as received (still content-encoded, at most the body limit), the request headers
-as sent, the wall-clock start, and the server's address on a direct connection;
-:func:`to_exchange` turns it into a :class:`~trio_crawler._warc.Exchange`. A
-:class:`FetchError` then carries ``request_headers`` and ``started_wall`` too
-(:func:`failure_request`). Without ``settings.warc`` none of this is collected.
 """
 
 from __future__ import annotations
@@ -73,26 +33,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
-import os
 import socket
 import ssl
-import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 import trio
 
 from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
-from ._exceptions import FailureKind, FetchError, SettingsError
+from ._exceptions import FailureKind, FetchError
 from ._settings import Settings
 from ._spider import Headers
-
-if TYPE_CHECKING:
-    from ._warc import Exchange
 
 #: Name resolution seam: ``(host, port) -> [ip, ...]``. Tests replace it to make a public-looking
 #: name resolve to loopback.
@@ -263,8 +217,9 @@ class AddressGuard:
     private space: it is not reachable from the internet, and clouds put internal services
     there (e.g. a metadata endpoint at 100.100.100.200).
 
-    The guard sees the addresses the crawler dials. Through a proxy those are the proxy's, so
-    a crawl through a proxy can only check the target's *name* (see the module docstring).
+    The guard sees the addresses the crawler dials. Through a proxy it would see the proxy's,
+    so a crawl through a proxy can only check the target's name; the crawler sets no proxy
+    (``trust_env=False``).
     """
 
     def __init__(self, *, allow_private: bool, allowed: Iterable[str] = ()) -> None:
@@ -296,19 +251,12 @@ class _Forbidden(Exception):
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's Trio backend, with name resolution and the address guard at connect time.
+    """httpcore's Trio backend, with name resolution and the address guard at connect time."""
 
-    A proxy pool's backend is given the proxy's ``(host, port)``: it dials that pair whatever
-    its addresses (the user chose it) and refuses anything else.
-    """
-
-    def __init__(
-        self, guard: AddressGuard, resolver: Resolver, *, proxy: tuple[str, int] | None = None
-    ) -> None:
+    def __init__(self, guard: AddressGuard, resolver: Resolver) -> None:
         self._guard = guard
         self._resolver = resolver
         self._inner = httpcore.TrioBackend()
-        self._proxy = None if proxy is None else (_address_key(proxy[0]), proxy[1])
 
     async def connect_tcp(
         self,
@@ -319,12 +267,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         ips = await self._resolver(host, port)
-        if self._proxy is None:
-            allowed = [ip for ip in ips if self._guard.is_allowed(ip, port, host=host)]
-        elif (_address_key(host), port) == self._proxy:
-            allowed = ips
-        else:
-            allowed = []
+        allowed = [ip for ip in ips if self._guard.is_allowed(ip, port, host=host)]
         if not allowed:
             raise _Forbidden(f"refusing to connect to {host}:{port} ({', '.join(ips)})")
         last: Exception | None = None
