@@ -88,6 +88,8 @@ FORMAT_VERSION = 1
 QUEUED, INFLIGHT, DONE, SEEN = 0, 1, 2, 3
 STATE_NAMES = {QUEUED: "queued", INFLIGHT: "inflight", DONE: "done", SEEN: "seen"}
 
+#: Longest the final commit of a crawl that ends normally may take (seconds).
+_FINAL_COMMIT_SECONDS = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OUR_TABLES = frozenset({"meta", "frontier", "hosts", "items", "outputs"})
 _SCHEMA = """
@@ -645,6 +647,7 @@ class SqliteStore(CrawlStore):
             raise _translate(self.path, exc) from None
         self._install(loaded, counters)
         self._open = True
+        finished = False
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._committer, name="trio_crawler.store.committer")
@@ -652,14 +655,22 @@ class SqliteStore(CrawlStore):
                     yield loaded.resumed
                 finally:
                     nursery.cancel_scope.cancel()
+            finished = True
         finally:
             self._open = False
-            with trio.CancelScope(shield=True):
-                try:
-                    if self._failed is None:
+            # A crawl that ends commits everything; one cancelled or failing gets 0.5 s, and
+            # what is left is fetched again on resume (each page commits whole or not at all).
+            error: BaseException | None = None
+            with trio.move_on_after(_FINAL_COMMIT_SECONDS if finished else 0.5, shield=True):
+                if self._failed is None:
+                    try:
                         await self._commit()
-                finally:
-                    await trio.to_thread.run_sync(self._close_connections)
+                    except Exception as exc:  # closed below first, then raised
+                        error = exc
+            with trio.move_on_after(5, shield=True):
+                await trio.to_thread.run_sync(self._close_connections)
+            if error is not None:
+                raise error
 
     def _close_connections(self) -> None:
         if self._failed is None:
