@@ -26,27 +26,74 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
 Pool layout: ``clients`` independent connection pools, fetch tasks spread over them. httpcore's
 pool scans every connection per waiting request (encode/httpcore#1035), so several small pools
 beat one big one at high concurrency; see ``scripts/bench_clients.py`` for the figures.
+
+Proxies
+-------
+:class:`ProxyRoutes` (pure) decides per request: the first ``proxy_rules`` entry whose pattern
+matches the host (``example.com`` exactly, ``*.internal`` any name under it, ``*`` all) wins,
+``"direct"`` meaning no proxy; then ``proxy``; then, only with ``trust_env``, the environment
+(``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``, minus ``NO_PROXY``). Each transport keeps one
+direct pool and one pool per proxy, made on first use and all closed with it; with no proxy
+configured no routing work is done at all. Through an HTTP proxy an ``http://`` URL is sent in
+absolute form and an ``https://`` one through a ``CONNECT`` tunnel (TLS end to end with the
+target); SOCKS5 (``socks5://`` and ``socks5h://`` alike: the proxy resolves the name) needs
+the ``socksio`` package.
+
+The address guard and proxies: through a proxy the crawler dials only the proxy, and the
+proxy dials the target. A configured proxy's own ``host:port`` is the user's explicit choice,
+so its pool may dial it whatever its address (a proxy on localhost is the usual case), and
+that pool dials nothing else. **Of the target, only the name can be checked**: it is resolved
+here through the same :class:`Resolver` and refused when any of its addresses is forbidden
+(or when it does not resolve) unless allowed; the proxy resolves it again on its own and may
+get another answer (DNS rebinding), and what the proxy can reach from where it stands is its
+own business. ``allow_private`` turns the target check off (needed for names only the proxy
+can resolve, such as Tor's).
+
+TLS
+---
+Verification is on by default (certifi's roots, or ``SSL_CERT_FILE``/``SSL_CERT_DIR`` with
+``trust_env``); ``ca_bundle`` adds authorities, ``verify_tls=False`` turns checking off, and
+``client_cert``/``client_key`` present a client certificate. The context is built when the
+fetcher opens: a missing or unreadable file is a one-line :class:`SettingsError` there.
+Handshake and certificate failures (also a client certificate refused after a TLS 1.3
+handshake, which surfaces on the first read) become ``FailureKind.TLS``.
+
+Capture for WARC
+----------------
+With ``settings.warc`` set, each :class:`FetchResult` also carries what a WARC record needs:
+the payload as received (still content-encoded, at most the body limit), the request headers
+as sent, the wall-clock start, and the server's address on a direct connection;
+:func:`to_exchange` turns it into a :class:`~trio_crawler._warc.Exchange`. A
+:class:`FetchError` then carries ``request_headers`` and ``started_wall`` too
+(:func:`failure_request`). Without ``settings.warc`` none of this is collected.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import ipaddress
+import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
-from urllib.parse import urlsplit
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import httpcore
 import httpx
 import trio
 
 from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
-from ._exceptions import FailureKind, FetchError
+from ._exceptions import FailureKind, FetchError, SettingsError
 from ._settings import Settings
 from ._spider import Headers
+
+if TYPE_CHECKING:
+    from ._warc import Exchange
 
 #: Name resolution seam: ``(host, port) -> [ip, ...]``. Tests replace it to make a public-looking
 #: name resolve to loopback.
@@ -217,9 +264,8 @@ class AddressGuard:
     private space: it is not reachable from the internet, and clouds put internal services
     there (e.g. a metadata endpoint at 100.100.100.200).
 
-    The guard sees the addresses the crawler dials. Through a proxy it would see the proxy's,
-    so a crawl through a proxy can only check the target's name; the crawler sets no proxy
-    (``trust_env=False``).
+    The guard sees the addresses the crawler dials. Through a proxy those are the proxy's, so
+    a crawl through a proxy can only check the target's *name* (see the module docstring).
     """
 
     def __init__(self, *, allow_private: bool, allowed: Iterable[str] = ()) -> None:
@@ -251,12 +297,19 @@ class _Forbidden(Exception):
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's Trio backend, with name resolution and the address guard at connect time."""
+    """httpcore's Trio backend, with name resolution and the address guard at connect time.
 
-    def __init__(self, guard: AddressGuard, resolver: Resolver) -> None:
+    A proxy pool's backend is given the proxy's ``(host, port)``: it dials that pair whatever
+    its addresses (the user chose it) and refuses anything else.
+    """
+
+    def __init__(
+        self, guard: AddressGuard, resolver: Resolver, *, proxy: tuple[str, int] | None = None
+    ) -> None:
         self._guard = guard
         self._resolver = resolver
         self._inner = httpcore.TrioBackend()
+        self._proxy = None if proxy is None else (_address_key(proxy[0]), proxy[1])
 
     async def connect_tcp(
         self,
@@ -267,7 +320,12 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         ips = await self._resolver(host, port)
-        allowed = [ip for ip in ips if self._guard.is_allowed(ip, port, host=host)]
+        if self._proxy is None:
+            allowed = [ip for ip in ips if self._guard.is_allowed(ip, port, host=host)]
+        elif (_address_key(host), port) == self._proxy:
+            allowed = ips
+        else:
+            allowed = []
         if not allowed:
             raise _Forbidden(f"refusing to connect to {host}:{port} ({', '.join(ips)})")
         last: Exception | None = None
@@ -306,57 +364,349 @@ class _ResponseStream(httpx.AsyncByteStream):
             await self._stream.aclose()
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport over an httpcore pool whose connections go through the guard.
+# ------------------------------------------------------------------ proxies
 
-    httpx's own transport takes no network backend; httpcore's pool does. httpcore errors are
-    left as they are and translated by :meth:`Fetcher.fetch`.
+_PROXY_SCHEMES = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
+#: Route decisions kept per (scheme, host); the map is emptied when it grows past this.
+_ROUTE_CACHE = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProxyTarget:
+    """A parsed proxy URL. ``key`` (``scheme://host:port``) names its pool; no credentials."""
+
+    key: str
+    scheme: str
+    host: str
+    port: int
+    auth: tuple[str, str] | None = dataclasses.field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str, *, source: str = "proxy") -> ProxyTarget:
+        """Parse ``scheme://[user:pass@]host[:port]``; a one-line :class:`SettingsError` if bad.
+
+        A URL without a scheme (``127.0.0.1:3128``, common in environment variables) is taken
+        as ``http://``.
+        """
+        text = url.strip()
+        if "://" not in text:
+            text = f"http://{text}"
+        try:
+            parts = urlsplit(text)
+            scheme = parts.scheme.lower()
+            host = parts.hostname or ""
+            port = parts.port or _PROXY_SCHEMES.get(scheme, 0)
+        except ValueError:
+            scheme, host, port = "", "", 0
+        if scheme not in _PROXY_SCHEMES or not host or not port:
+            raise SettingsError(
+                f"{source} must be http://, https:// or socks5:// HOST:PORT, not {url!r}"
+            )
+        auth = None
+        if parts.username is not None:
+            auth = (unquote(parts.username), unquote(parts.password or ""))
+        shown = f"[{host}]" if ":" in host else host
+        return cls(f"{scheme}://{shown}:{port}", scheme, host, port, auth)
+
+    def to_httpcore(self, ssl_context: ssl.SSLContext) -> httpcore.Proxy:
+        return httpcore.Proxy(url=self.key, auth=self.auth, ssl_context=ssl_context)
+
+
+def _host_matches(pattern: str, host: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+class ProxyRoutes:
+    """Which proxy, if any, serves a request to ``scheme://host`` (pure; decisions cached).
+
+    Order: the first ``rules`` entry whose pattern matches the host (``"example.com"``
+    exactly, ``"*.internal"`` any name below ``internal``, ``"*"`` every host) wins, its target
+    being a proxy URL or ``"direct"``; then ``proxy``; then ``env``, the mapping
+    :func:`urllib.request.getproxies_environment` returns (``{"http": ..., "https": ...,
+    "all": ..., "no": ...}``), with ``NO_PROXY`` honoured for it. Hosts are compared in lower
+    case without a trailing dot; ports play no part.
     """
 
     def __init__(
         self,
-        backend: httpcore.AsyncNetworkBackend,
+        *,
+        rules: Iterable[tuple[str, str]] = (),
+        proxy: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._rules: list[tuple[str, ProxyTarget | None]] = [
+            (
+                _address_key(pattern),
+                None if target == "direct" else ProxyTarget.parse(target, source="proxy rule"),
+            )
+            for pattern, target in rules
+        ]
+        self._proxy = ProxyTarget.parse(proxy) if proxy is not None else None
+        self._env: dict[str, ProxyTarget] = {}
+        self._no_proxy: list[str] = []
+        for scheme, value in (env or {}).items():
+            if scheme == "no":
+                self._no_proxy = [_no_proxy_entry(e) for e in value.split(",") if e.strip()]
+            elif scheme in ("http", "https", "all") and value:
+                self._env[scheme] = ProxyTarget.parse(value, source=f"{scheme.upper()}_PROXY")
+        self._cache: dict[tuple[str, str], ProxyTarget | None] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProxyRoutes | None:
+        """The routes of ``settings``, or None when no request can go through a proxy.
+
+        Reads the environment now (with ``trust_env``). A :class:`SettingsError` for a bad
+        proxy URL, or for a SOCKS proxy without the ``socksio`` package.
+        """
+        env = urllib.request.getproxies_environment() if settings.trust_env else {}
+        routes = cls(rules=settings.proxy_rules, proxy=settings.proxy, env=env)
+        targets = routes.targets()
+        if any(t.scheme.startswith("socks") for t in targets) and not _have_socksio():
+            raise SettingsError("a SOCKS proxy needs the socksio package (pip install socksio)")
+        return routes if targets else None
+
+    def targets(self) -> list[ProxyTarget]:
+        """Every proxy a request may be sent to (each once)."""
+        found = [t for _, t in self._rules if t is not None]
+        found += [t for t in (self._proxy, *self._env.values()) if t is not None]
+        return list({t.key: t for t in found}.values())
+
+    def route(self, scheme: str, host: str) -> ProxyTarget | None:
+        key = (scheme, host)
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = self._decide(scheme, _address_key(host))
+        if len(self._cache) >= _ROUTE_CACHE:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _decide(self, scheme: str, host: str) -> ProxyTarget | None:
+        for pattern, target in self._rules:
+            if _host_matches(pattern, host):
+                return target
+        if self._proxy is not None:
+            return self._proxy
+        target = self._env.get(scheme) or self._env.get("all")
+        if target is None or _bypassed(host, self._no_proxy):
+            return None
+        return target
+
+
+def _have_socksio() -> bool:
+    return importlib.util.find_spec("socksio") is not None
+
+
+def _no_proxy_entry(entry: str) -> str:
+    entry = entry.strip().lstrip(".")
+    if entry.startswith("["):  # [::1] or [::1]:8080
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:  # host:port (a bare IPv6 address has several colons)
+        entry = entry.partition(":")[0]
+    return entry if "/" in entry else _address_key(entry)
+
+
+def _bypassed(host: str, no_proxy: Sequence[str]) -> bool:
+    """``NO_PROXY`` as curl reads it: ``*`` for all, a name matches itself and every name
+    below it (a leading dot changes nothing), an address or CIDR block matches addresses;
+    ``:port`` suffixes are ignored."""
+    for entry in no_proxy:
+        if entry == "*" or host == entry or host.endswith(f".{entry}"):
+            return True
+        if "/" in entry:
+            addr = _parse_ip(host)
+            with contextlib.suppress(ValueError, TypeError):
+                if addr is not None and addr in ipaddress.ip_network(entry, strict=False):
+                    return True
+    return False
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def make_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The crawl's TLS client context; a one-line :class:`SettingsError` for a bad file."""
+    if settings.verify_tls:
+        ctx = httpx.create_ssl_context(trust_env=settings.trust_env)
+    else:
+        ctx = httpx.create_ssl_context(verify=False)
+    if settings.ca_bundle is not None:
+        path = settings.ca_bundle
+        with _settings_error("ca_bundle", path):
+            if os.path.isdir(path):
+                ctx.load_verify_locations(capath=path)
+            else:
+                ctx.load_verify_locations(cafile=path)
+    if settings.client_cert is not None:
+        # an encrypted key would make OpenSSL prompt on the terminal: answer "" instead
+        with _settings_error("client_cert", settings.client_key or settings.client_cert):
+            ctx.load_cert_chain(settings.client_cert, settings.client_key, password=lambda: b"")
+    return ctx
+
+
+@contextlib.contextmanager
+def _settings_error(name: str, path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:  # ssl.SSLError included
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        reason = " ".join(str(reason).split())
+        raise SettingsError(f"cannot load {name} {path!r}: {reason}") from None
+
+
+# ------------------------------------------------------------------ transport
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over httpcore pools whose connections go through the guard.
+
+    httpx's own transport takes no network backend; httpcore's pool does. One direct pool and
+    one pool per proxy (``routes``), each made on first use. httpcore errors are left as they
+    are and translated by :meth:`Fetcher.fetch`. With ``capture_ip`` a direct response's
+    extensions carry ``"server_ip"``.
+    """
+
+    def __init__(
+        self,
+        guard: AddressGuard,
+        resolver: Resolver,
         *,
         ssl_context: ssl.SSLContext,
         max_connections: int,
+        routes: ProxyRoutes | None = None,
+        capture_ip: bool = False,
     ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
+        self._guard = guard
+        self._resolver = resolver
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections
+        self._routes = routes
+        self._capture_ip = capture_ip
+        self._backend = GuardedBackend(guard, resolver)
+        self._direct: httpcore.AsyncConnectionPool | None = None
+        self._proxied: dict[str, httpcore.AsyncConnectionPool] = {}
+        self._closed = False
+
+    def _pool(self, proxy: ProxyTarget | None) -> httpcore.AsyncConnectionPool:
+        if self._closed:
+            raise RuntimeError("transport is closed")
+        if proxy is None:
+            if self._direct is None:
+                self._direct = self._make_pool(self._backend, None)
+            return self._direct
+        pool = self._proxied.get(proxy.key)
+        if pool is None:
+            backend = GuardedBackend(self._guard, self._resolver, proxy=(proxy.host, proxy.port))
+            pool = self._proxied[proxy.key] = self._make_pool(backend, proxy)
+        return pool
+
+    def _make_pool(
+        self, backend: httpcore.AsyncNetworkBackend, proxy: ProxyTarget | None
+    ) -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl_context,
+            proxy=None if proxy is None else proxy.to_httpcore(self._ssl_context),
+            max_connections=self._max_connections,
+            max_keepalive_connections=self._max_connections,
             keepalive_expiry=30.0,
             network_backend=backend,
         )
 
+    async def _check_target(self, host: str, port: int) -> None:
+        """Through a proxy only the target's name can be checked: every address must pass."""
+        if self._guard.allow_private:
+            return
+        ips = await self._resolver(host, port)
+        refused = [ip for ip in ips if not self._guard.is_allowed(ip, port, host=host)]
+        if refused:
+            raise _Forbidden(
+                f"refusing to fetch {host}:{port} through a proxy ({', '.join(refused)})"
+            )
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
+        url = request.url
+        proxy = None
+        if self._routes is not None:
+            proxy = self._routes.route(url.scheme, url.host)
+            if proxy is not None:
+                port = url.port or (443 if url.scheme == "https" else 80)
+                await self._check_target(url.raw_host.decode("ascii"), port)
+        pool = self._pool(proxy)
         req = httpcore.Request(
             method=request.method,
             url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
+                scheme=url.raw_scheme,
+                host=url.raw_host,
+                port=url.port,
+                target=url.raw_path,
             ),
             headers=request.headers.raw,
             content=request.stream,
             extensions=request.extensions,
         )
-        resp = await self._pool.handle_async_request(req)
+        if proxy is None:
+            resp = await pool.handle_async_request(req)
+        else:
+            resp = await _through_proxy(pool, req)
+        extensions = resp.extensions
+        if self._capture_ip and proxy is None:
+            extensions = {**extensions, "server_ip": _peer_ip(extensions)}
         return httpx.Response(
             status_code=resp.status,
             headers=resp.headers,
             stream=_ResponseStream(resp.stream),
-            extensions=resp.extensions,
+            extensions=extensions,
         )
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        self._closed = True
+        pools = [p for p in (self._direct, *self._proxied.values()) if p is not None]
+        self._direct = None
+        self._proxied = {}
+        for pool in pools:
+            await pool.aclose()
+
+
+async def _through_proxy(
+    pool: httpcore.AsyncConnectionPool, req: httpcore.Request
+) -> httpcore.Response:
+    """httpcore's SOCKS code asserts on replies it does not expect: make that a ProxyError."""
+    try:
+        return await pool.handle_async_request(req)
+    except AssertionError as exc:
+        raise httpcore.ProxyError(f"unexpected answer from the proxy {exc}".strip()) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("socksio"):
+            raise httpcore.ProxyError(f"SOCKS: {exc}") from exc
+        raise
+
+
+def _peer_ip(extensions: Mapping[str, Any]) -> str | None:
+    stream = extensions.get("network_stream")
+    if stream is None:
+        return None
+    try:
+        addr = stream.get_extra_info("server_addr")
+    except (OSError, AssertionError, AttributeError):
+        return None
+    return str(addr[0]) if isinstance(addr, tuple) and addr else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FetchResult:
-    """One HTTP exchange: status, headers and the (bounded, decoded) body."""
+    """One HTTP exchange: status, headers and the (bounded, decoded) body.
+
+    The fields after ``wire_bytes`` describe the exchange as it went on the wire, for a WARC
+    (:func:`to_exchange`). ``reason``, ``http_version`` and ``started_wall`` are always set;
+    ``request_headers``, ``raw_body`` and ``ip`` only when ``settings.warc`` is.
+    """
 
     url: str
     status: int
@@ -365,6 +715,20 @@ class FetchResult:
     truncated: bool
     elapsed: float
     wire_bytes: int
+    #: The reason phrase as received (``"OK"``), possibly empty.
+    reason: str = ""
+    #: ``"HTTP/1.1"``, ``"HTTP/1.0"``...
+    http_version: str = "HTTP/1.1"
+    #: ``time.time()`` when the fetch started.
+    started_wall: float = 0.0
+    #: The request headers as sent (``Host``, ``User-Agent``, ``Accept-Encoding``... included).
+    request_headers: tuple[tuple[str, str], ...] = ()
+    #: The payload as received (de-chunked, still content-encoded), cut at the body limit.
+    raw_body: bytes | None = None
+    #: True when ``raw_body`` is not the whole payload (cut at the limit, or reading stopped).
+    raw_truncated: bool = False
+    #: The address dialled, on a direct connection (through a proxy: None).
+    ip: str | None = None
 
 
 #: Bytes read and dropped after the end of an encoded body before the connection is closed.
@@ -405,12 +769,36 @@ class WindowBudget:
             self._lot.unpark_all()
 
 
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind ``exc``, if any: httpcore's Trio backend reports a failed handshake
+    as ``ConnectError`` (or, for a client certificate refused after a TLS 1.3 handshake,
+    ``ReadError``) caused by ``trio.BrokenResourceError`` caused by the ``ssl.SSLError``. An
+    abrupt end of the stream (``SSLEOFError``...) is not a TLS failure but a reset."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if isinstance(current, ssl.SSLError):
+            quiet = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+            return None if isinstance(current, quiet) else current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _message_of(exc: BaseException) -> str:
+    tls = _tls_cause(exc)
+    if tls is not None and tls is not exc:
+        text = getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or tls
+        return f"{type(exc).__name__}: TLS {text}"
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
 def _kind_of(exc: BaseException) -> FailureKind:
     if isinstance(exc, (httpcore.TimeoutException, httpx.TimeoutException, trio.TooSlowError)):
         return FailureKind.TIMEOUT
     if isinstance(exc, (httpcore.ProxyError, httpx.ProxyError)):
         return FailureKind.PROXY
-    if isinstance(exc, ssl.SSLError):
+    if _tls_cause(exc) is not None:
         return FailureKind.TLS
     if isinstance(exc, (httpcore.ConnectError, httpx.ConnectError)):
         text = str(exc).lower()
@@ -453,6 +841,7 @@ class Fetcher:
             allow_private=settings.allow_private, allowed=settings.allowed_addresses
         )
         self.resolver = resolver or Resolver()
+        self._capture = settings.warc is not None
         self._transport_override = transport
         self._n_clients = max(1, clients)
         self._clients: list[tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]] = []
@@ -472,11 +861,17 @@ class Fetcher:
             connect=s.connect_timeout, read=s.read_timeout, write=s.read_timeout, pool=None
         )
         per_client = max(1, -(-s.concurrency // self._n_clients))
-        backend = GuardedBackend(self.guard, self.resolver)
-        ctx = httpx.create_ssl_context()
+        # both raise a one-line SettingsError (a missing CA file, a bad proxy in the environment)
+        ctx = make_ssl_context(s)
+        routes = ProxyRoutes.from_settings(s)
         for _ in range(self._n_clients):
             transport = self._transport_override or GuardedTransport(
-                backend, ssl_context=ctx, max_connections=per_client + 2
+                self.guard,
+                self.resolver,
+                ssl_context=ctx,
+                max_connections=per_client + 2,
+                routes=routes,
+                capture_ip=self._capture,
             )
             client = httpx.AsyncClient(
                 transport=transport,
@@ -511,43 +906,75 @@ class Fetcher:
         *,
         max_body: int | None = None,
     ) -> FetchResult:
-        """GET ``url`` once. Raises :class:`FetchError`; never an httpx exception."""
+        """GET ``url`` once. Raises :class:`FetchError`; never an httpx exception.
+
+        With ``settings.warc`` set, a :class:`FetchError` carries ``request_headers`` (empty
+        when the request could not even be built) and ``started_wall``: see
+        :func:`failure_request`.
+        """
         limit = self.settings.max_body_size if max_body is None else max_body
         started = self._clock()
+        wall = time.time()
+        sent: tuple[tuple[str, str], ...] = ()
         try:
             with trio.fail_after(self.settings.request_timeout):
-                return await self._exchange(url, headers, limit, started)
-        except FetchError:
-            raise
+                client, transport = self._client()
+                request = client.build_request("GET", url, headers=headers)
+                if self._capture:
+                    sent = tuple(
+                        (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
+                    )
+                return await self._exchange(transport, request, url, limit, started, wall, sent)
+        except FetchError as exc:
+            error = exc
         except trio.TooSlowError:
-            raise FetchError(
+            error = FetchError(
                 FailureKind.TIMEOUT,
                 f"no complete answer within {self.settings.request_timeout:g}s",
                 url=url,
-            ) from None
+            )
         except _Forbidden as exc:
-            raise FetchError(FailureKind.FORBIDDEN_ADDRESS, str(exc), url=url) from None
+            error = FetchError(FailureKind.FORBIDDEN_ADDRESS, str(exc), url=url)
         except DecodeError as exc:
-            raise FetchError(FailureKind.CONTENT_ENCODING, str(exc), url=url) from None
-        except (httpx.HTTPError, httpcore.ProtocolError, httpcore.NetworkError, OSError) as exc:
-            kind = _kind_of(exc)
-            raise FetchError(kind, f"{type(exc).__name__}: {exc}".strip(), url=url) from None
+            error = FetchError(FailureKind.CONTENT_ENCODING, str(exc), url=url)
+        except (
+            httpx.HTTPError,
+            httpcore.ProtocolError,
+            httpcore.NetworkError,
+            httpcore.ProxyError,
+            OSError,
+        ) as exc:
+            error = FetchError(_kind_of(exc), _message_of(exc), url=url)
         except httpcore.TimeoutException as exc:
-            raise FetchError(FailureKind.TIMEOUT, f"{type(exc).__name__}", url=url) from None
+            error = FetchError(FailureKind.TIMEOUT, f"{type(exc).__name__}", url=url)
         except (httpx.InvalidURL, httpcore.UnsupportedProtocol, ValueError) as exc:
-            raise FetchError(FailureKind.BAD_URL, str(exc), url=url) from None
+            error = FetchError(FailureKind.BAD_URL, str(exc), url=url)
+        if not error.url:
+            error.url = url  # a DNS failure from the resolver names no URL
+        if self._capture:
+            _annotate(error, sent, wall)
+        raise error from None
 
     async def _exchange(
-        self, url: str, headers: Mapping[str, str] | None, limit: int, started: float
+        self,
+        transport: httpx.AsyncBaseTransport,
+        request: httpx.Request,
+        url: str,
+        limit: int,
+        started: float,
+        wall: float,
+        sent: tuple[tuple[str, str], ...],
     ) -> FetchResult:
-        client, transport = self._client()
-        request = client.build_request("GET", url, headers=headers)
         # The transport, not client.send(): even with follow_redirects=False, httpx parses a
         # 3xx's Location to offer ``next_request``, and an unparsable one ("data:,x", a broken
         # IPv6 literal) raises before the response is seen. The engine judges redirects.
         response = await transport.handle_async_request(request)
         response.request = request
         reserved = 0
+        # the payload as received, for a WARC: only collected when asked for
+        raw_parts: list[bytes] | None = [] if self._capture else None
+        raw_size = 0
+        raw_cut = False
         try:
             raw = response.headers.raw
             hdrs = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
@@ -563,8 +990,15 @@ class Fetcher:
             else:
                 raw_chunks = response.aiter_raw()
             trailing = 0
+            read_all = False
             async for chunk in raw_chunks:
                 wire += len(chunk)
+                if raw_parts is not None and not raw_cut:
+                    room = limit - raw_size
+                    raw_cut = len(chunk) > room
+                    piece = chunk[:room] if raw_cut else chunk
+                    raw_parts.append(piece)
+                    raw_size += len(piece)
                 if decoder.finished:
                     # bytes after the end of the encoded stream: read a little (so an ordinary
                     # response ends cleanly and its connection is kept), never keep them
@@ -587,6 +1021,8 @@ class Fetcher:
                 if size >= limit:
                     truncated = True
                     break
+            else:
+                read_all = True
             if not truncated and not decoder.waiting:
                 while size < limit and (tail := decoder.flush(min(_DECODE_STEP, limit - size))):
                     chunks.append(tail)
@@ -605,7 +1041,50 @@ class Fetcher:
             truncated=truncated,
             elapsed=self._clock() - started,
             wire_bytes=wire,
+            reason=response.reason_phrase,
+            http_version=response.http_version,
+            started_wall=wall,
+            request_headers=sent,
+            raw_body=None if raw_parts is None else b"".join(raw_parts),
+            raw_truncated=raw_cut or not read_all,
+            ip=response.extensions.get("server_ip"),
         )
+
+
+def _annotate(error: FetchError, sent: tuple[tuple[str, str], ...], wall: float) -> None:
+    # FetchError is defined in _exceptions; these attributes are optional extras
+    error.__dict__.update(request_headers=sent, started_wall=wall)
+
+
+def failure_request(error: FetchError) -> tuple[tuple[tuple[str, str], ...], float]:
+    """``(request_headers, started_wall)`` of a failed fetch (``((), time.time())`` if unknown)."""
+    headers: tuple[tuple[str, str], ...] = getattr(error, "request_headers", ())
+    started: float | None = getattr(error, "started_wall", None)
+    return headers, (time.time() if started is None else started)
+
+
+def to_exchange(result: FetchResult) -> Exchange:
+    """The WARC :class:`~trio_crawler._warc.Exchange` of a result fetched with ``settings.warc``.
+
+    Raises :class:`ValueError` for a result fetched without capture (no raw payload).
+    """
+    from ._warc import Exchange
+
+    if result.raw_body is None:
+        raise ValueError("fetched without settings.warc: the payload as received was not kept")
+    return Exchange(
+        url=result.url,
+        method="GET",
+        request_headers=result.request_headers,
+        status=result.status,
+        reason=result.reason,
+        http_version=result.http_version,
+        response_headers=result.headers.raw(),
+        payload=result.raw_body,
+        truncated=result.raw_truncated,
+        started=result.started_wall,
+        ip=result.ip,
+    )
 
 
 async def _once(data: bytes) -> Any:
