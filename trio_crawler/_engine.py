@@ -58,16 +58,25 @@ import trio
 from . import _extract
 from ._exceptions import FailureKind, FetchError, SettingsError
 from ._export import Exporter, open_exporter
-from ._fetcher import AddressGuard, Fetcher, FetchResult, Resolver, allow_seed_hosts
+from ._fetcher import (
+    AddressGuard,
+    Fetcher,
+    FetchResult,
+    Resolver,
+    allow_seed_hosts,
+    failure_request,
+    to_exchange,
+)
 from ._retry import AdaptiveDelay, RetryPolicy
 from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, user_agent_token
 from ._session import CookieJar, Credentials, strip_sensitive
-from ._settings import Settings
+from ._settings import Settings, __version__
 from ._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
 from ._spider import Drop, Failure, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
 from ._store import Claim, CrawlStore, MemoryStore, NewRequest
 from ._urls import DropReason, QueryVariantGuard, UrlRules
+from ._warc import WarcWriter
 
 log = logging.getLogger("trio_crawler.engine")
 
@@ -146,6 +155,7 @@ class Crawler:
         self._ip_keys: dict[str, str] = {}
         self._content_hashes: set[int] = set()
         self._sitemap_budget = SitemapBudget()
+        self._warc: WarcWriter | None = None
         self._cookies = CookieJar() if s.cookies else None
         self._credentials = Credentials(s.credentials)
         self._before_hooks: list[Any] = list(s.before_request)
@@ -233,6 +243,13 @@ class Crawler:
             async with self.store.open(self.crawl_meta(), self._counters) as resumed:
                 self.resumed = resumed
                 self._open_outputs()
+                if s.warc is not None:
+                    self._warc = WarcWriter(
+                        s.warc,
+                        max_size=s.warc_max_size,
+                        software=f"trio-crawler/{__version__}",
+                        info={"http-header-user-agent": s.user_agent},
+                    )
                 async with Fetcher(
                     s,
                     guard=self._guard,
@@ -252,6 +269,12 @@ class Crawler:
             self._ended_at = trio.current_time()
             self._fetcher = None
             self._close_exporters()
+            if self._warc is not None:
+                try:
+                    self._warc.close()
+                except OSError as exc:
+                    log.error("cannot close the WARC file: %s", exc)
+                self._warc = None
             self._drained.set()
             self._work_done.set()
 
@@ -560,11 +583,13 @@ class Crawler:
             try:
                 result = await self._fetcher.fetch(url, max_body=ROBOTS_MAX_BYTES)
             except FetchError as exc:
+                self._archive(url, exc)
                 log.info("robots.txt of %s unreachable (%s): disallowing for now", host, exc)
                 self._robots_errors[host] = exc
                 return RobotsPolicy.unreachable(
                     now=trio.current_time(), error_ttl=s.robots_error_ttl
                 )
+            self._archive(url, result)
             location = result.headers.get("location")
             if 300 <= result.status < 400 and location:
                 url = urljoin(url, location.strip())
@@ -619,6 +644,7 @@ class Crawler:
         try:
             result = await self._fetcher.fetch(url, headers)
         except FetchError as exc:
+            self._archive(url, exc)
             c.requests += 1
             decision = self._retry.for_error(exc.kind, attempt=request.retries)
             if decision.retry:
@@ -631,6 +657,7 @@ class Crawler:
             await self._fail(claim, items, settle, exc.kind, str(exc))
             return
 
+        self._archive(url, result)
         c.requests += 1
         c.wire_bytes += result.wire_bytes
         status = result.status
@@ -744,6 +771,16 @@ class Crawler:
             found = []
         await self._hand_on(produced, items)
         await settle.complete(await self._keyed(self._children(page, found)), produced)
+
+    def _archive(self, url: str, outcome: FetchResult | FetchError) -> None:
+        """``--warc``: every exchange (redirects, robots.txt, sitemaps) and every failed fetch."""
+        if self._warc is None:
+            return
+        if isinstance(outcome, FetchError):
+            sent, started = failure_request(outcome)
+            self._warc.write_failure(url, str(outcome.kind), str(outcome), started, sent)
+        else:
+            self._warc.write_exchange(to_exchange(outcome))
 
     def _request_headers(self, request: Request) -> dict[str, str] | None:
         """The request's own headers plus its origin's cookies and credentials, if any."""
