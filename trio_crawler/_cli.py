@@ -58,6 +58,7 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="keep the crawl's state in this SQLite file; the same command resumes it",
     )
+    _add_store_flags(out)
     g = p.add_argument_group("limits")
     g.add_argument("--max-depth", type=int, help="links deeper than this are not followed")
     g.add_argument("--max-pages", type=int, help="stop after this many pages")
@@ -252,6 +253,22 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_store_flags(g: Any) -> None:
+    """``--store redis://...`` and ``--crawl-id``: a crawl shared by many workers."""
+    g.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the crawl in Redis (redis://[:PASSWORD@]HOST:PORT/DB), shared by workers",
+    )
+    g.add_argument("--crawl-id", metavar="NAME", help="the crawl's name in --store")
+    g.add_argument(
+        "--lease",
+        type=float,
+        metavar="SECONDS",
+        help="a claimed URL returns to the frontier when its worker is silent this long (30)",
+    )
+
+
 _SETTING_FLAGS = [
     "max_depth",
     "max_pages",
@@ -342,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pages", type=int, default=2000, help="pages in the demo site (2000)")
     _add_crawl_flags(p)
+    p = sub.add_parser(
+        "worker",
+        help="join a crawl kept in Redis (--store, --crawl-id) and work on it to its end",
+        description="Join a crawl started with `crawl URL --store redis://... --crawl-id "
+        "NAME`: its seeds, scope and spider come from the store.",
+    )
+    p.add_argument(
+        "--spider",
+        metavar="REF",
+        help="where to load the crawl's spider from when it came from a file (path.py:Class)",
+    )
+    _add_crawl_flags(p)
     _add_state_commands(sub)
     return parser
 
@@ -355,6 +384,7 @@ def _add_state_commands(sub: Any) -> None:
     )
     p.add_argument("state", metavar="STATE_FILE")
     p.add_argument("--top", type=int, default=10, help="hosts to list (10)")
+    p.add_argument("--crawl-id", metavar="NAME", help="the crawl's name when STATE is redis://")
     p = sub.add_parser(
         "export",
         help="write the items of a crawl stored with --state",
@@ -363,10 +393,46 @@ def _add_state_commands(sub: Any) -> None:
     p.add_argument("state", metavar="STATE_FILE")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="'-' for stdout")
     p.add_argument("--format", choices=["jsonl", "csv", "sqlite"])
+    p.add_argument("--crawl-id", metavar="NAME", help="the crawl's name when STATE is redis://")
+
+
+def _redis_target(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(URL, crawl id) when a status/export command names a Redis store."""
+    from ._store._redis import is_redis_url
+
+    if not is_redis_url(args.state):
+        return None
+    if not args.crawl_id:
+        raise SettingsError("a Redis store needs --crawl-id NAME")
+    return args.state, args.crawl_id
+
+
+def _cmd_redis_status(url: str, crawl_id: str) -> int:
+    from ._store._redis import read_status
+
+    st = trio.run(read_status, url, crawl_id)
+    crawl, stats = st["crawl"], st["stats"]
+    seeds = crawl.get("seeds") or []
+    more = f" (+{len(seeds) - 1} more)" if len(seeds) > 1 else ""
+    print(f"crawl:      {crawl_id} ({st['stop_reason'] or 'not finished'})")
+    print(f"spider:     {crawl.get('spider', '?')}; seeds: {seeds[0] if seeds else '-'}{more}")
+    print(
+        f"pages:      {stats.get('pages_done', 0):,} done, {st['queued']:,} queued, "
+        f"{st['leased']:,} leased"
+    )
+    print(
+        f"results:    {stats.get('pages_ok', 0):,} ok, {stats.get('pages_failed', 0):,} failed, "
+        f"{st['items']:,} items, {stats.get('requests', 0):,} requests"
+    )
+    return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from ._store._sqlite import read_status
+
+    redis = _redis_target(args)
+    if redis is not None:
+        return _cmd_redis_status(*redis)
 
     st = read_status(args.state, top=args.top)
     crawl, states, stats = st.crawl, st.states, st.stats
@@ -394,14 +460,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from ._store._sqlite import export_items
 
-    count = export_items(args.state, args.output, format=args.format)
+    redis = _redis_target(args)
+    if redis is not None:
+        from ._store._redis import export_items as export_redis
+
+        count = trio.run(
+            functools.partial(export_redis, *redis, args.output, format=args.format)
+        )
+    else:
+        count = export_items(args.state, args.output, format=args.format)
     if args.output != "-":
         print(f"{count:,} items written to {args.output}", file=sys.stderr)
     return EXIT_OK
 
 
 def _state_store(args: argparse.Namespace, settings: Settings) -> Any:
-    """The SQLite store of ``--state FILE``, or None (an in-memory crawl)."""
+    """The SQLite store of ``--state FILE``, the Redis store of ``--store URL``, or None (an
+    in-memory crawl)."""
+    if getattr(args, "store", None) or getattr(args, "crawl_id", None):
+        if getattr(args, "state", None):
+            raise SettingsError("--state and --store do not go together: choose one")
+        if not args.store or not args.crawl_id:
+            raise SettingsError("--store URL and --crawl-id NAME go together")
+        from ._store import RedisStore
+
+        extra = {"lease": args.lease} if args.lease is not None else {}
+        return RedisStore.from_settings(args.store, args.crawl_id, settings, **extra)
     if not getattr(args, "state", None):
         return None
     from ._store import SqliteStore
@@ -637,6 +721,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args)
     if args.command == "demo":
         return _cmd_demo(args)
+    if args.command == "worker":
+        return _guarded(lambda: _cmd_worker(args))
     try:
         if args.command == "crawl":
             from .spiders.generic import GenericSpider
@@ -656,13 +742,72 @@ def main(argv: Sequence[str] | None = None) -> int:
             spider,
             settings,
             start_urls=start_urls,
-            outputs=_output_targets(args, default_stdout=args.command == "crawl"),
+            outputs=_output_targets(
+                args, default_stdout=args.command == "crawl" and not args.store
+            ),
             output_format=args.format,
             store=_state_store(args, settings),
         )
     except CrawlerError as exc:
         print(f"trio-crawler: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return _run(crawler, args)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """Join a crawl kept in Redis: its spider, seeds, scope and shared settings come from the
+    store; this worker's own flags (concurrency, outputs...) apply on top."""
+    from ._store._redis import SHARED_SETTINGS, read_crawl
+
+    if not args.store or not args.crawl_id:
+        raise SettingsError("worker needs --store redis://HOST:PORT/DB and --crawl-id NAME")
+    if args.state:
+        raise SettingsError("--state and --store do not go together: choose one")
+    stored = trio.run(read_crawl, args.store, args.crawl_id)
+    crawl, shared = stored["crawl"], stored["settings"]
+    ref = args.spider
+    name = str(crawl.get("spider", ""))
+    if ref is None:
+        module, _, cls_name = name.rpartition(".")
+        if module.startswith("_trio_crawler_user_"):
+            raise SettingsError(
+                f"the crawl's spider {cls_name} was loaded from a file: pass "
+                "--spider path/to/file.py:" + cls_name
+            )
+        ref = f"{module}:{cls_name}"
+    cls = load_spider(ref)
+    spider = cls(**{str(k): str(v) for k, v in (crawl.get("spider_args") or {}).items()})
+    for name in ("scope", "sort_query"):
+        if getattr(args, name, None) is None and name in crawl:
+            setattr(args, name, crawl[name])
+    for name, flag in (
+        ("allowed_domains", "allowed_domains"),
+        ("denied_domains", "denied_domains"),
+        ("include_patterns", "include_patterns"),
+        ("exclude_patterns", "exclude_patterns"),
+    ):
+        if not getattr(args, flag, None) and crawl.get(name):
+            setattr(args, flag, list(crawl[name]))
+    for name in SHARED_SETTINGS:
+        if getattr(args, name, None) is None and shared.get(name) is not None:
+            value = shared[name]
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+    settings = _settings_from(args, spider)
+    extra: dict[str, Any] = {}
+    if crawl.get("strip_params") is not None:
+        extra["strip_params"] = tuple(crawl["strip_params"])
+    if crawl.get("sort_query") is not None:
+        extra["sort_query"] = crawl["sort_query"]
+    if extra:
+        settings = settings.replace(**extra)
+    crawler = Crawler(
+        spider,
+        settings,
+        start_urls=[str(s) for s in crawl.get("seeds") or []],
+        outputs=_output_targets(args, default_stdout=False),
+        output_format=args.format,
+        store=_state_store(args, settings),
+    )
     return _run(crawler, args)
 
 

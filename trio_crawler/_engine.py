@@ -428,20 +428,42 @@ class Crawler:
             return None
         return NewRequest(request, fp, host)
 
-    def _children(self, page: Page, found: Iterable[Request]) -> list[NewRequest]:
-        out: list[NewRequest] = []
+    def _children(self, page: Page, found: list[Request]) -> list[NewRequest]:
+        """The page's requests, filled in (depth, referrer, headers) and admitted.
+
+        Hot path (every link of every page): a link whose fingerprint the store surely saw
+        already is skipped before any object is built for it.
+        """
+        c = self._counters
+        c.links_found += len(found)
         depth = page.request.depth + 1
+        max_depth = self.settings.max_depth
+        if max_depth is not None and depth > max_depth:
+            if found:
+                c.dropped[str(DropReason.TOO_DEEP)] += len(found)
+            return []
+        out: list[NewRequest] = []
         referrer = page.url
         base_headers = self.spider.headers
+        fingerprint = self.rules.fingerprint
+        seen = self.store.seen_hint
         for request in found:
-            self._counters.links_found += 1
-            request = dataclasses.replace(
-                request,
+            if not request.dont_filter:
+                try:
+                    if seen(fingerprint(request.url)):
+                        continue
+                except ValueError:
+                    pass  # _admit counts it
+            child = Request(
+                url=request.url,
+                headers={**base_headers, **request.headers} if base_headers else request.headers,
+                priority=request.priority,
+                meta=request.meta,
+                dont_filter=request.dont_filter,
                 depth=depth,
                 referrer=referrer,
-                headers={**base_headers, **request.headers} if base_headers else request.headers,
             )
-            admitted = self._admit(request)
+            admitted = self._admit(child)
             if admitted is not None:
                 out.append(admitted)
         return out

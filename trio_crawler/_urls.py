@@ -263,6 +263,10 @@ def _parse_slow(url: str) -> _Parts:
     return _Parts(scheme, userinfo, host, port, path, query, False)
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _parse_fast(url: str) -> _Parts | None:
     """The parts of a clean ASCII http(s) URL in one match, or None: take the careful path."""
     match = _FAST.match(url)
@@ -272,7 +276,9 @@ def _parse_fast(url: str) -> _Parts | None:
     if (
         host[0] == "."
         or ".." in host
-        or host[-1] in ".0123456789"  # trailing dot, or maybe an IPv4 address
+        or host[-1] == "."  # trailing dot
+        # ends in a digit: fine when a plain dotted quad (127.0.0.1), else the careful path
+        or (host[-1] in "0123456789" and _DOTTED_QUAD.fullmatch(host) is None)
         or (port_text is not None and not 0 < int(port_text) <= 65535)
     ):
         return None

@@ -66,6 +66,11 @@ class CrawlStore(abc.ABC):
         """Add fingerprints to the seen set without queueing; True for each one that was new
         (a redirect target, for example)."""
 
+    def seen_hint(self, fingerprint: int) -> bool:
+        """True only when ``fingerprint`` is surely seen already (a fast, local answer; False
+        means "ask :meth:`add`"). The engine skips building requests for such links."""
+        return False
+
     @abc.abstractmethod
     async def claim(self, now: float, limit: int) -> list[Claim]:
         """Up to ``limit`` requests whose host is ready at ``now`` (politeness included)."""

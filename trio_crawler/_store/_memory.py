@@ -89,6 +89,9 @@ class MemoryStore(CrawlStore):
             out.append(new)
         return out
 
+    def seen_hint(self, fingerprint: int) -> bool:
+        return fingerprint in self._seen
+
     async def claim(self, now: float, limit: int) -> list[Claim]:
         if self._delayed:
             self._promote(now)

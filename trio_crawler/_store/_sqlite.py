@@ -815,6 +815,9 @@ class SqliteStore(CrawlStore):
             raise RuntimeError("the store is not open (use `async with store.open(...)`)")
 
     # ------------------------------------------------------------ seen set
+    def seen_hint(self, fingerprint: int) -> bool:
+        return self._known(fingerprint) if self._open else False
+
     def _known(self, fp: int) -> bool:
         return (
             fp in self._hot
