@@ -119,7 +119,7 @@ class Crawler:
         output_format: str | None = None,
         resolver: Resolver | None = None,
         transport: Any = None,
-        clients: int = 1,
+        clients: int | None = None,
     ) -> None:
         self.spider = spider
         self.settings = effective_settings(settings or Settings(), spider)
