@@ -48,7 +48,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -267,6 +267,13 @@ class Crawler:
             raise
         finally:
             self._ended_at = trio.current_time()
+            log.info(
+                "crawl ended (%s): %d pages, %d failed, %d items",
+                self._final_reason(),
+                self._counters.pages_ok + self._counters.pages_failed,
+                self._counters.pages_failed,
+                self._counters.items,
+            )
             self._fetcher = None
             self._close_exporters()
             if self._warc is not None:
