@@ -260,3 +260,25 @@ async def test_session_ids_in_paths_stay_finite_with_default_guards() -> None:
     assert stats.stop_reason == "finished"
     assert stats.dropped["trap_path_ids"] >= 1
     assert stats.pages_ok <= Settings().max_query_variants + 2
+
+
+async def test_a_name_that_does_not_resolve_fails_fast_as_dns() -> None:
+    calls: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        raise OSError("Name or service not known")
+
+    spider = GenericSpider(start_urls=("http://nowhere.invalid/", "http://nowhere.invalid/b"))
+    items = []
+    with trio.fail_after(10):
+        from trio_crawler import open_crawler
+
+        async with open_crawler(
+            spider, Settings(per_host_delay=0), resolver=Resolver(resolve)
+        ) as crawler:
+            items = [item async for item in crawler.items()]
+    stats = crawler.statistics()
+    assert {item.error_kind for item in items} == {"dns"}
+    assert stats.retries == 0 and stats.failures == {"dns": 2}
+    assert calls == ["nowhere.invalid"]  # one query: the failure is cached
