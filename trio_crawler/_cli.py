@@ -25,6 +25,9 @@ from ._progress import print_summary, show_progress, write_stats_json
 from ._settings import Settings, __version__
 from ._spider import Spider, load_spider, spider_names
 
+#: After the first Ctrl-C, in-flight pages get this long to finish before they are abandoned.
+STOP_GRACE_SECONDS = 10.0
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -128,6 +131,12 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         dest="obey_robots",
         default=None,
         help="obey robots.txt even where the spider turns it off",
+    )
+    g.add_argument(
+        "--sitemaps",
+        action="store_true",
+        default=None,
+        help="also crawl the URLs of each site's sitemaps (robots.txt Sitemap:, /sitemap.xml)",
     )
     g.add_argument(
         "--ignore-robots",
@@ -301,6 +310,7 @@ _SETTING_FLAGS = [
     "politeness_key",
     "order",
     "dedupe_content",
+    "sitemaps",
     "cookies",
     "proxy",
     "trust_env",
@@ -464,9 +474,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if redis is not None:
         from ._store._redis import export_items as export_redis
 
-        count = trio.run(
-            functools.partial(export_redis, *redis, args.output, format=args.format)
-        )
+        count = trio.run(functools.partial(export_redis, *redis, args.output, format=args.format))
     else:
         count = export_items(args.state, args.output, format=args.format)
     if args.output != "-":
@@ -615,9 +623,17 @@ async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
                             flush=True,
                         )
                         crawler.stop("interrupted")
+                        nursery.start_soon(abort_after_grace)
                     else:
                         nursery.cancel_scope.cancel()
                         return
+
+            async def abort_after_grace() -> None:
+                # in-flight pages get a bounded time to finish (a hung server cannot hold
+                # the stop for a whole request timeout); what is left goes back to the frontier
+                await trio.sleep(STOP_GRACE_SECONDS)
+                print("interrupted: in-flight pages abandoned", file=sys.stderr, flush=True)
+                nursery.cancel_scope.cancel()
 
             async def run_and_finish() -> None:
                 try:
@@ -691,6 +707,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             nursery.cancel_scope.cancel()
         for target in args.output or ():
             print(f"records written to {target}", file=sys.stderr)
+        if args.stats_json:
+            print(f"statistics written to {args.stats_json}", file=sys.stderr)
         return code
 
     return _guarded(lambda: trio.run(run))

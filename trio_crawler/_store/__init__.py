@@ -8,6 +8,7 @@ any number of worker processes. All implement the one interface: the engine neve
 
 from ._base import Claim, CrawlStore, NewRequest
 from ._memory import MemoryStore
+from ._redis import RedisStore
 from ._sqlite import SqliteStore
 
-__all__ = ["Claim", "CrawlStore", "MemoryStore", "NewRequest", "SqliteStore"]
+__all__ = ["Claim", "CrawlStore", "MemoryStore", "NewRequest", "RedisStore", "SqliteStore"]
