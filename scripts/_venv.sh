@@ -9,7 +9,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed${EXTRAS:+-$EXTRAS}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing trio-crawler${EXTRAS:+ with [$EXTRAS]} into .venv ..." >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${EXTRAS:+[$EXTRAS]}"
+    if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            -e ".${EXTRAS:+[$EXTRAS]}" >.venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        echo "installation failed (log above, also in .venv/install.log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
