@@ -70,6 +70,13 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-body-size", type=int, metavar="BYTES", help="cut bodies above this")
     g = p.add_argument_group("concurrency and politeness")
     g.add_argument("-c", "--concurrency", type=int, help="requests in flight over all hosts (16)")
+    g.add_argument(
+        "--processes",
+        type=_process_count,
+        default=1,
+        metavar="N",
+        help="fetch processes sharing the crawl, each with -c requests in flight (1)",
+    )
     g.add_argument("--processing-concurrency", type=int, help="spider.process calls at once (64)")
     g.add_argument(
         "--per-host-concurrency",
@@ -260,6 +267,18 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between progress lines when stderr is not a terminal",
     )
+
+
+def _process_count(text: str) -> int:
+    from ._store._remote import MAX_PROCESSES
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PROCESSES}")
+    return value
 
 
 def _add_store_flags(g: Any) -> None:
@@ -607,6 +626,9 @@ def _output_targets(args: argparse.Namespace, default_stdout: bool) -> list[str]
 
 
 async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
+    from ._store._remote import run_workers, share_crawl
+
+    shared = share_crawl(crawler, getattr(args, "processes", 1))
     interrupted = 0
     live = sys.stderr.isatty() and not args.quiet
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -647,6 +669,8 @@ async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
                     lambda: show_progress(crawler, live=live, interval=args.progress_interval)
                 )
             nursery.start_soon(run_and_finish)
+            if shared is not None:
+                nursery.start_soon(run_workers, shared, args.processes - 1)
     stats = crawler.statistics()
     if interrupted and stats.stop_reason in (None, "cancelled", "finished"):
         pass
@@ -725,6 +749,10 @@ def _parse_spider_args(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == ["_worker"]:
+        from ._store._remote import worker_main  # a process of a --processes crawl
+
+        return worker_main((sys.argv[1:] if argv is None else list(argv))[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

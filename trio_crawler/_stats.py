@@ -84,6 +84,16 @@ class Counters:
     failures: Counter[str] = dataclasses.field(default_factory=Counter)
     dropped: Counter[str] = dataclasses.field(default_factory=Counter)
 
+    def merge(self, other: Counters) -> None:
+        """Add ``other``'s figures to these (a worker process' counters at the end of a crawl
+        run with ``--processes``)."""
+        for field in dataclasses.fields(self):
+            mine = getattr(self, field.name)
+            if isinstance(mine, Counter):
+                mine.update(getattr(other, field.name))
+            else:
+                setattr(self, field.name, mine + getattr(other, field.name))
+
     def snapshot(
         self,
         *,

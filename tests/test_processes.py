@@ -1,0 +1,233 @@
+"""``--processes N``: several fetch processes sharing one crawl, run as a user runs them (the
+command line in a subprocess against a loopback server). Only our own PIDs are signalled."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_crawler.testing import SiteServer, open_site_server, site_from_links
+
+CLI = [sys.executable, "-m", "trio_crawler"]
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+
+
+def chain_site(pages: int, fanout: int = 4) -> tuple[dict[str, list[str]], set[str]]:
+    graph = {
+        f"/p{i}": [f"/p{(i * fanout + k) % pages}" for k in range(1, fanout + 1)]
+        for i in range(pages)
+    }
+    graph["/"] = ["/p0", "/p1"]
+    return graph, set(graph)
+
+
+def children_of(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(entry))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def run_crawl(
+    server: SiteServer,
+    out: Path,
+    *args: str,
+    during: Callable[[trio.Process], Awaitable[None]] | None = None,
+) -> tuple[int, str]:
+    command = [*CLI, "crawl", server.url("/"), "-o", str(out), "-q", *args]
+    with trio.fail_after(40):
+        proc = await trio.lowlevel.open_process(
+            command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            err = b""
+            async with trio.open_nursery() as nursery:
+
+                async def read_stderr() -> None:
+                    nonlocal err
+                    assert proc.stderr is not None
+                    while chunk := await proc.stderr.receive_some(65536):
+                        err += chunk
+
+                nursery.start_soon(read_stderr)
+                if during is not None:
+                    await during(proc)
+                code = await proc.wait()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                with trio.CancelScope(shield=True):
+                    await proc.wait()
+    return code, err.decode()
+
+
+def page_paths(out: Path, server: SiteServer) -> list[str]:
+    prefix = server.url("/").rstrip("/")
+    return [json.loads(line)["url"].removeprefix(prefix) for line in out.read_text().splitlines()]
+
+
+async def wait_for_requests(server: SiteServer, count: int) -> None:
+    while len(server.requests) < count:  # noqa: ASYNC110  (the server has no event)
+        await trio.sleep(0.02)
+
+
+async def wait_for_workers(proc: trio.Process, count: int) -> set[int]:
+    while len(children := children_of(proc.pid)) < count:  # noqa: ASYNC110  (no event)
+        await trio.sleep(0.02)
+    return children
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+async def test_every_page_once(tmp_path: Path, processes: int) -> None:
+    graph, paths = chain_site(300)
+    out = tmp_path / "out.jsonl"
+    stats = tmp_path / "stats.json"
+    async with open_site_server(site_from_links(graph)) as server:
+        code, err = await run_crawl(
+            server,
+            out,
+            "--processes",
+            str(processes),
+            "--delay",
+            "0",
+            "--per-host-concurrency",
+            "8",
+            "--stats-json",
+            str(stats),
+        )
+    assert code == 0, err
+    got = page_paths(out, server)
+    assert sorted(got) == sorted(paths)
+    figures = json.loads(stats.read_text())
+    assert figures["stop_reason"] == "finished"
+    assert figures["pages_ok"] == len(paths)  # the workers' counters are merged in
+    assert figures["items"] == len(paths)
+    fetched = [r.path for r in server.requests if r.path != "/robots.txt"]
+    assert len(fetched) == len(set(fetched)) == len(paths)
+
+
+async def test_host_delay_holds_across_processes(tmp_path: Path) -> None:
+    graph, paths = chain_site(24)
+    out = tmp_path / "out.jsonl"
+    delay = 0.1
+    async with open_site_server(site_from_links(graph)) as server:
+        code, err = await run_crawl(
+            server, out, "--processes", "3", "--delay", str(delay), "--per-host-concurrency", "4"
+        )
+    assert code == 0, err
+    assert sorted(page_paths(out, server)) == sorted(paths)
+    times = sorted(r.time for r in server.requests)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # request starts are spaced by the delay whichever process made them (a little slack for
+    # the hop from the claim to the socket)
+    assert min(gaps) >= delay - 0.02, gaps
+
+
+async def test_killed_worker_loses_no_page(tmp_path: Path) -> None:
+    graph, paths = chain_site(150)
+    out = tmp_path / "out.jsonl"
+
+    async def kill_one(proc: trio.Process) -> None:
+        workers = await wait_for_workers(proc, 1)
+        await wait_for_requests(server, 40)
+        os.kill(min(workers), signal.SIGKILL)
+
+    async with open_site_server(site_from_links(graph)) as server:
+        code, err = await run_crawl(
+            server,
+            out,
+            "--processes",
+            "3",
+            "--delay",
+            "0.005",
+            "--per-host-concurrency",
+            "4",
+            during=kill_one,
+        )
+    assert code == 0, err
+    got = page_paths(out, server)
+    assert sorted(got) == sorted(paths)
+
+
+async def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    graph, _ = chain_site(400)
+    out = tmp_path / "out.jsonl"
+    workers: set[int] = set()
+
+    async def interrupt(proc: trio.Process) -> None:
+        workers.update(await wait_for_workers(proc, 2))
+        await wait_for_requests(server, 30)
+        proc.send_signal(signal.SIGINT)
+
+    async with open_site_server(site_from_links(graph)) as server:
+        code, err = await run_crawl(
+            server, out, "--processes", "3", "--delay", "0.01", during=interrupt
+        )
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert len(workers) == 2
+    assert not [pid for pid in workers if alive(pid)]
+    lines = out.read_text().splitlines()
+    assert lines and len(lines) < 400
+
+
+async def test_state_file_with_processes(tmp_path: Path) -> None:
+    graph, paths = chain_site(200)
+    out = tmp_path / "out.jsonl"
+    state = tmp_path / "state.db"
+    async with open_site_server(site_from_links(graph)) as server:
+        code, err = await run_crawl(
+            server,
+            out,
+            "--processes",
+            "2",
+            "--state",
+            str(state),
+            "--delay",
+            "0",
+            "--per-host-concurrency",
+            "8",
+        )
+    assert code == 0, err
+    assert sorted(page_paths(out, server)) == sorted(paths)
+    status = await trio.run_process([*CLI, "status", str(state)], capture_stdout=True)
+    assert f"{len(paths):,} done" in status.stdout.decode(), status.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two"])
+def test_bad_process_count_is_one_line(value: str) -> None:
+    result = subprocess.run(
+        [*CLI, "crawl", "http://127.0.0.1:9/", "--processes", value],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--processes" in result.stderr
