@@ -50,6 +50,7 @@ loaded from ``path/file.py:Class``) and its arguments; the settings cross pickle
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import logging
 import math
@@ -81,6 +82,9 @@ log = logging.getLogger("trio_crawler.processes")
 WORKER_EXIT_SECONDS = 15.0
 #: After that (or on cancellation), how long a worker process gets to exit before it is killed.
 WORKER_KILL_SECONDS = 2.0
+#: Extra claims a worker asks for when no host has a delay (one round trip saved each).
+_PREFETCH = 7
+
 MAX_PROCESSES = 64
 
 _HEADER = struct.Struct(">I")
@@ -175,6 +179,7 @@ class SharedStore(CrawlStore):
         self._seeds: list[str] = []
         self._seed_set: set[str] = set()
         self._robots: dict[str, tuple[int, bytes, float]] = {}
+        self._delayed_hosts: set[str] = set()
         self._listening = trio.Event()
         self._seeded = trio.Event()
         self._version = 0
@@ -237,7 +242,21 @@ class SharedStore(CrawlStore):
         await self.inner.pause_host(host, until)
 
     async def set_host_delay(self, host: str, delay: float) -> None:
+        if delay > 0:
+            self._delayed_hosts.add(host)
+        else:
+            self._delayed_hosts.discard(host)
         await self.inner.set_host_delay(host, delay)
+
+    def _no_delays(self) -> bool:
+        """True while no host has a delay between requests: extra claims are then safe."""
+        settings = self.setup.get("settings")
+        return (
+            settings is not None
+            and settings.per_host_delay == 0
+            and not settings.adaptive_throttle
+            and not self._delayed_hosts
+        )
 
     def outstanding(self) -> int:
         return self.inner.outstanding()
@@ -431,7 +450,10 @@ class SharedStore(CrawlStore):
     async def _apply(self, conn: _Conn, op: str, args: tuple[Any, ...]) -> Any:
         if op == "claim":
             out = []
-            for claim in await self.claim(trio.current_time(), args[0]):
+            limit = args[0]
+            if len(args) > 1 and self._no_delays():
+                limit += args[1]
+            for claim in await self.claim(trio.current_time(), limit):
                 cid = next(self._ids)
                 conn.claims[cid] = claim
                 out.append((cid, claim.request, claim.fingerprint, claim.host))
@@ -498,6 +520,7 @@ class RemoteStore(CrawlStore):
         self._rids = itertools.count(1)
         self._out_send, self._out_recv = trio.open_memory_channel[tuple[int, str, Any]](math.inf)
         self._claims: dict[Claim, int] = {}
+        self._prefetched: collections.deque[Claim] = collections.deque()
         self._seen: set[int] = set()
         self._seeding_done = False
         self._outstanding = self._queued = self._in_flight = self._hosts = 0
@@ -598,14 +621,20 @@ class RemoteStore(CrawlStore):
         self._seeding_done = True
         if self._stopped:
             return []
-        out = []
-        for cid, request, fingerprint, host in await self._call("claim", limit):
-            claim = Claim(request, fingerprint, host)
-            self._claims[claim] = cid
-            out.append(claim)
-        return out
+        prefetched = self._prefetched
+        if not prefetched:
+            # ask for a few more than needed: the parent grants extra claims only while no
+            # host has a delay (each is then bounded by its host's concurrency alone), and
+            # they save a round trip each
+            for cid, request, fingerprint, host in await self._call("claim", limit, _PREFETCH):
+                claim = Claim(request, fingerprint, host)
+                self._claims[claim] = cid
+                prefetched.append(claim)
+        return [prefetched.popleft() for _ in range(min(limit, len(prefetched)))]
 
     def next_ready_time(self) -> float | None:
+        if self._prefetched:
+            return trio.current_time()
         return self._ready
 
     async def wait_changed(self, until: float | None) -> None:
