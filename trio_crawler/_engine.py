@@ -683,7 +683,7 @@ class Crawler:
                     dataclasses.replace(request, retries=request.retries + 1), decision.delay
                 )
                 return
-            await self._fail(claim, items, settle, exc.kind, str(exc))
+            await self._fail(claim, items, settle, exc.kind, f"{exc.kind}: {exc.args[0]}")
             return
 
         self._archive(url, result)
