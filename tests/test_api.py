@@ -21,6 +21,7 @@ PUBLIC = {
     "Failure",
     "FailureKind",
     "FetchError",
+    "Follow",
     "Headers",
     "Page",
     "Request",

@@ -19,6 +19,7 @@ from ._settings import Settings as Settings
 from ._settings import __version__ as __version__
 from ._spider import Drop as Drop
 from ._spider import Failure as Failure
+from ._spider import Follow as Follow
 from ._spider import Headers as Headers
 from ._spider import Page as Page
 from ._spider import Request as Request
@@ -36,6 +37,7 @@ __all__ = [
     "Failure",
     "FailureKind",
     "FetchError",
+    "Follow",
     "Headers",
     "Page",
     "Request",

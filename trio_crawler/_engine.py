@@ -72,7 +72,7 @@ from ._robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsPolicy, robots_url, us
 from ._session import CookieJar, Credentials, strip_sensitive
 from ._settings import Settings, __version__
 from ._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
-from ._spider import Drop, Failure, Page, Request, Retry, Spider, iterate_result
+from ._spider import Drop, Failure, Follow, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
 from ._store import Claim, CrawlStore, MemoryStore, NewRequest
 from ._urls import DropReason, QueryVariantGuard, UrlRules
@@ -475,6 +475,43 @@ class Crawler:
                 out.append(admitted)
         return out
 
+    def _follow_all(self, page: Page, follow: Follow) -> list[NewRequest]:
+        """A :class:`Follow` batch: like :meth:`_children`, with no object per seen URL."""
+        c = self._counters
+        urls = follow.urls
+        c.links_found += len(urls)
+        depth = page.request.depth + 1
+        max_depth = self.settings.max_depth
+        if max_depth is not None and depth > max_depth:
+            if urls:
+                c.dropped[str(DropReason.TOO_DEEP)] += len(urls)
+            return []
+        out: list[NewRequest] = []
+        referrer = page.url
+        base_headers = self.spider.headers
+        headers = {**base_headers, **follow.headers} if base_headers else follow.headers
+        fingerprint = self.rules.fingerprint
+        seen = self.store.seen_hint
+        for url in urls:
+            try:
+                if seen(fingerprint(url)):
+                    continue
+            except ValueError:
+                pass  # _admit counts it
+            admitted = self._admit(
+                Request(
+                    url=url,
+                    headers=headers,
+                    priority=follow.priority,
+                    meta=follow.meta,
+                    depth=depth,
+                    referrer=referrer,
+                )
+            )
+            if admitted is not None:
+                out.append(admitted)
+        return out
+
     # ------------------------------------------------------------------ fetchers
     async def _fetch_worker(
         self,
@@ -773,11 +810,14 @@ class Crawler:
             return
         duplicate = s.dedupe_content and self._seen_content(page)
         found: list[Request] = []
+        follows: list[Follow] = []
         produced: list[Any] = []
         try:
             async for value in iterate_result(self.spider.scrape(page)):
                 if isinstance(value, Request):
                     found.append(value)
+                elif isinstance(value, Follow):
+                    follows.append(value)
                 else:
                     produced.append(value)
         except Exception as exc:
@@ -795,11 +835,14 @@ class Crawler:
                 c.dropped["invalid_href"] += extracted.skipped_invalid
             if extracted.links_truncated:
                 c.dropped["links_over_page_cap"] += 1
-        if duplicate and found:
-            c.dropped["duplicate_content"] += len(found)
-            found = []
+        if duplicate and (found or follows):
+            c.dropped["duplicate_content"] += len(found) + sum(len(f.urls) for f in follows)
+            found, follows = [], []
+        children = self._children(page, found)
+        for follow in follows:
+            children += self._follow_all(page, follow)
         await self._hand_on(produced, items)
-        await settle.complete(await self._keyed(self._children(page, found)), produced)
+        await settle.complete(await self._keyed(children), produced)
 
     def _archive(self, url: str, outcome: FetchResult | FetchError) -> None:
         """``--warc``: every exchange (redirects, robots.txt, sitemaps) and every failed fetch."""

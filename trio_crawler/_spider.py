@@ -3,7 +3,8 @@
 A spider is the seed's two-step contract in Python idiom:
 
 * ``scrape(page)`` receives one fetched :class:`Page` and returns or yields what it found:
-  :class:`Request` objects are followed, anything else is an *item*. It may be an async
+  :class:`Request` objects (and :class:`Follow` batches of URLs) are followed, anything else
+  is an *item*. It may be an async
   generator (``yield``) or a coroutine returning an iterable (``return [...]``).
 * ``process(item)`` does something with one item (store it, print it). It runs concurrently
   under the processing limiter. Items reach ``process`` **at least once**: a page fetched again
@@ -23,7 +24,7 @@ import importlib.util
 import inspect
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
@@ -269,6 +270,18 @@ class Page:
 
     def __repr__(self) -> str:
         return f"<Page {self.status} {self.url}>"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Follow:
+    """Many URLs to follow with the same priority, headers and meta: what ``scrape`` yields
+    instead of one :class:`Request` per link (``yield Follow(page.links())``). Cheaper: the
+    engine builds a request only for the URLs it has not seen."""
+
+    urls: Sequence[str]
+    priority: int = 0
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .._spider import Failure, Page, Request, Spider, register
+from .._spider import Failure, Follow, Page, Spider, register
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,8 +68,8 @@ class GenericSpider(Spider):
                 truncated=page.truncated,
                 redirects=request.redirects,
             )
-        for link in links:
-            yield Request(url=link)
+        if links:
+            yield Follow(links)
 
     async def failed(self, failure: Failure) -> AsyncIterator[Any]:
         request = failure.request
