@@ -3,20 +3,16 @@ fingerprints, and a heap of requests waiting for a retry time. Nothing here bloc
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
 from collections.abc import Sequence
 from typing import Any
-
-import trio
 
 from .._frontier import Frontier
 from .._spider import Request
 from ._base import Claim, CrawlStore, NewRequest
+from ._local import LocalQueue
 
 
-class MemoryStore(CrawlStore):
+class MemoryStore(LocalQueue, CrawlStore):
     """Everything in memory. Fingerprints are 64-bit ints (not URL strings)."""
 
     def __init__(
@@ -33,19 +29,13 @@ class MemoryStore(CrawlStore):
             per_host_delay=per_host_delay,
             depth_first=depth_first,
         )
+        self._init_queue()
         self._seen: set[int] = set()
-        self._delayed: list[tuple[float, int, Claim]] = []
-        self._seq = itertools.count()
-        self._changed = trio.Event()
         self._max_per_host = max_pages_per_host
         self._host_admitted: dict[str, int] = {}
         self.over_budget = 0
 
     # -------------------------------------------------------------- internals
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
-
     def _queue(self, new: Sequence[NewRequest]) -> int:
         seen = self._seen
         frontier = self._frontier
@@ -67,12 +57,6 @@ class MemoryStore(CrawlStore):
             frontier.push(item.host, Claim(item.request, fp, item.host), item.request.priority)
             count += 1
         return count
-
-    def _promote(self, now: float) -> None:
-        delayed = self._delayed
-        while delayed and delayed[0][0] <= now:
-            _, _, claim = heapq.heappop(delayed)
-            self._frontier.push(claim.host, claim, claim.request.priority)
 
     # -------------------------------------------------------------- interface
     async def add(self, requests: Sequence[NewRequest]) -> int:
@@ -97,17 +81,6 @@ class MemoryStore(CrawlStore):
             self._promote(now)
         return [claim for _, claim in self._frontier.claim(now, limit)]
 
-    def next_ready_time(self) -> float | None:
-        ready = self._frontier.next_ready_time()
-        if self._delayed:
-            waiting = self._delayed[0][0]
-            ready = waiting if ready is None else min(ready, waiting)
-        return ready
-
-    async def wait_changed(self, until: float | None) -> None:
-        with trio.move_on_at(math.inf if until is None else until):
-            await self._changed.wait()
-
     async def complete(
         self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
     ) -> int:
@@ -121,10 +94,7 @@ class MemoryStore(CrawlStore):
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
         self._frontier.release(claim.host)
-        heapq.heappush(
-            self._delayed,
-            (not_before, next(self._seq), Claim(request, claim.fingerprint, claim.host)),
-        )
+        self._delay(Claim(request, claim.fingerprint, claim.host), not_before)
         self._notify()
 
     async def pause_host(self, host: str, until: float) -> None:

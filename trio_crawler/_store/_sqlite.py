@@ -48,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import heapq
 import itertools
 import json
 import math
@@ -67,6 +66,7 @@ from .._export import _encode_json, item_type_name, to_record
 from .._frontier import Frontier
 from .._spider import Request
 from ._base import Claim, CrawlStore, NewRequest
+from ._local import LocalQueue
 
 if TYPE_CHECKING:
     from .._settings import Settings
@@ -552,7 +552,7 @@ class _Writer:
 
 
 # --------------------------------------------------------------------------- the store
-class SqliteStore(CrawlStore):
+class SqliteStore(LocalQueue, CrawlStore):
     """A crawl's state in one SQLite file; ``":memory:"`` is not supported (use MemoryStore).
 
     ``window``: queued requests per host held in memory; ``batch_pages`` and
@@ -603,8 +603,7 @@ class SqliteStore(CrawlStore):
         self._lookups: dict[object, int] = {}  # lookup token -> generation at its start
         self._generation = 0
         # frontier bookkeeping
-        self._delayed: list[tuple[float, int, Claim]] = []
-        self._seq = itertools.count()
+        self._init_queue()
         self._row_seq = itertools.count(1)
         self._backlog: dict[str, int] = {}
         self._backlog_total = 0
@@ -618,7 +617,6 @@ class SqliteStore(CrawlStore):
         self._urgent = False
         self._kick = trio.Event()
         self._committed_event = trio.Event()
-        self._changed = trio.Event()
         self._counters: Counters | None = None
         self._offsets: dict[str, int] = {}
         self._open = False
@@ -796,7 +794,7 @@ class SqliteStore(CrawlStore):
         now = trio.current_time()
         for claim, wait in claims:
             if wait > 0:
-                heapq.heappush(self._delayed, (now + wait, next(self._seq), claim))
+                self._delay(claim, now + wait)
             else:
                 self._frontier.push(host, claim, claim.request.priority)
 
@@ -944,9 +942,6 @@ class SqliteStore(CrawlStore):
         )
         self._after_batch_change()
 
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
 
     async def _backpressure(self) -> None:
         while self._batch_pages_now >= self._max_pending and self._failed is None:
@@ -988,23 +983,6 @@ class SqliteStore(CrawlStore):
                 self._want_refill(host)
         return out
 
-    def _promote(self, now: float) -> None:
-        delayed = self._delayed
-        while delayed and delayed[0][0] <= now:
-            _, _, claim = heapq.heappop(delayed)
-            self._frontier.push(claim.host, claim, claim.request.priority)
-
-    def next_ready_time(self) -> float | None:
-        ready = self._frontier.next_ready_time()
-        if self._delayed:
-            waiting = self._delayed[0][0]
-            ready = waiting if ready is None else min(ready, waiting)
-        return ready
-
-    async def wait_changed(self, until: float | None) -> None:
-        with trio.move_on_at(math.inf if until is None else until):
-            await self._changed.wait()
-
     async def complete(
         self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
     ) -> int:
@@ -1024,10 +1002,7 @@ class SqliteStore(CrawlStore):
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
         self._check()
         self._frontier.release(claim.host)
-        heapq.heappush(
-            self._delayed,
-            (not_before, next(self._seq), Claim(request, claim.fingerprint, claim.host)),
-        )
+        self._delay(Claim(request, claim.fingerprint, claim.host), not_before)
         wall = time.time() + max(0.0, not_before - trio.current_time())
         self._batch.retries.append((request, wall, claim.fingerprint))
         self._after_batch_change()
