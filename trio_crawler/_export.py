@@ -529,12 +529,29 @@ class _TextExporter:
     def _render(self, records: list[dict[str, Any]]) -> str:
         raise NotImplementedError
 
+    def _render_encoded(self, encoded: Sequence[str]) -> str | None:
+        """The chunk for records given as JSON text, or None when the format needs records."""
+        return None
+
     def write_many(self, items: Sequence[object]) -> None:
         if self._closed:
             raise ValueError(f"{self.format} exporter for {self.path!r} is closed")
         if not items:
             return
-        chunk = self._render([to_record(item) for item in items])
+        self.write_records([(item_type_name(item), to_record(item)) for item in items], None)
+
+    def write_records(
+        self, records: Sequence[tuple[str, dict[str, Any]]], encoded: Sequence[str] | None
+    ) -> None:
+        """Write items already converted (``(type name, record)``, and their JSON text when
+        the caller has it): a store that keeps items too converts each one once."""
+        if self._closed:
+            raise ValueError(f"{self.format} exporter for {self.path!r} is closed")
+        if not records:
+            return
+        chunk = self._render_encoded(encoded) if encoded is not None else None
+        if chunk is None:
+            chunk = self._render([record for _, record in records])
         self._pending.append(chunk)
         self._pending_chars += len(chunk)
         if self._unbuffered or self._pending_chars >= WRITE_THRESHOLD:
@@ -587,6 +604,9 @@ class JsonLinesExporter(_TextExporter):
 
     def _render(self, records: list[dict[str, Any]]) -> str:
         return "\n".join(map(_encode_json, records)) + "\n"
+
+    def _render_encoded(self, encoded: Sequence[str]) -> str | None:
+        return "\n".join(encoded) + "\n"
 
 
 class CsvExporter(_TextExporter):
@@ -784,7 +804,16 @@ class SqliteExporter:
         if not items:
             return
         # Convert first: a failing item then leaves the database untouched.
-        records = [(item_type_name(item), to_record(item)) for item in items]
+        self.write_records([(item_type_name(item), to_record(item)) for item in items], None)
+
+    def write_records(
+        self, records: Sequence[tuple[str, dict[str, Any]]], encoded: Sequence[str] | None
+    ) -> None:
+        """Write items already converted: ``(type name, record)`` pairs."""
+        if self._closed:
+            raise ValueError(f"sqlite exporter for {self.path!r} is closed")
+        if not records:
+            return
         if not self._in_transaction:
             self._conn.execute("BEGIN")
             self._in_transaction = True

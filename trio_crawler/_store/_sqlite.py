@@ -474,13 +474,19 @@ class _Writer:
                         f"UPDATE frontier SET state = {DONE} WHERE fp = ?",
                         [(_signed(k),) for k in batch.done],
                     )
-                if batch.items:
+                # each item is converted and encoded once, for the table and the outputs
+                rows = [
+                    (_signed(page), i, item_type_name(item), to_record(item))
+                    for page, items in batch.items
+                    for i, item in enumerate(items)
+                ]
+                encoded = [_encode_json(row[3]) for row in rows]
+                if rows:
                     conn.executemany(
                         "INSERT INTO items (page, seq, type, data) VALUES (?, ?, ?, ?)",
                         [
-                            (_signed(page), i, item_type_name(item), _encode_json(to_record(item)))
-                            for page, items in batch.items
-                            for i, item in enumerate(items)
+                            (page, i, kind, text)
+                            for (page, i, kind, _), text in zip(rows, encoded, strict=True)
                         ],
                     )
                 if batch.hosts:
@@ -503,7 +509,8 @@ class _Writer:
                 refilled = self._refill(refill) if refill else {}
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('stats', ?)", (stats,))
                 if outputs:
-                    offsets = self._write_outputs(batch, outputs)
+                    records = [(kind, record) for _, _, kind, record in rows]
+                    offsets = self._write_outputs(batch, outputs, records, encoded)
                     conn.executemany(
                         'INSERT OR REPLACE INTO outputs (path, "offset") VALUES (?, ?)', offsets
                     )
@@ -523,13 +530,23 @@ class _Writer:
             for host, rows in refilled.items()
         }
 
-    def _write_outputs(self, batch: _Batch, outputs: Sequence[Any]) -> list[tuple[str, int]]:
-        items = [item for _, page_items in batch.items for item in page_items]
+    def _write_outputs(
+        self,
+        batch: _Batch,
+        outputs: Sequence[Any],
+        records: Sequence[tuple[str, dict[str, Any]]],
+        encoded: Sequence[str],
+    ) -> list[tuple[str, int]]:
         offsets = []
         for exporter in outputs:
             try:
-                if items:
-                    exporter.write_many(items)
+                if records:
+                    if hasattr(exporter, "write_records"):
+                        exporter.write_records(records, encoded)
+                    else:  # an exporter of the caller's own
+                        exporter.write_many(
+                            [item for _, page_items in batch.items for item in page_items]
+                        )
                 exporter.flush()
             except (OSError, SettingsError, sqlite3.Error) as exc:
                 reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else exc
@@ -941,7 +958,6 @@ class SqliteStore(LocalQueue, CrawlStore):
             (host, self._host_wall.get(host, 0.0), state.delay, self._admitted.get(host, 0))
         )
         self._after_batch_change()
-
 
     async def _backpressure(self) -> None:
         while self._batch_pages_now >= self._max_pending and self._failed is None:
