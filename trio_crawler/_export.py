@@ -512,7 +512,38 @@ class _FileSink:
         self._file.close()
 
 
-class _TextExporter:
+class _BaseExporter:
+    """What every writer shares: items are converted once, then written as records, and the
+    writer closes itself at the end of a ``with`` block."""
+
+    path: str
+    format: str
+    _closed: bool
+
+    def write_records(
+        self, records: Sequence[tuple[str, dict[str, Any]]], encoded: Sequence[str] | None
+    ) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def write_many(self, items: Sequence[object]) -> None:
+        if self._closed:
+            raise ValueError(f"{self.format} exporter for {self.path!r} is closed")
+        if not items:
+            return
+        # Convert first: a failing item then leaves the output untouched.
+        self.write_records([(item_type_name(item), to_record(item)) for item in items], None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _TextExporter(_BaseExporter):
     """Shared buffering of the JSON Lines and CSV writers."""
 
     format: str
@@ -532,13 +563,6 @@ class _TextExporter:
     def _render_encoded(self, encoded: Sequence[str]) -> str | None:
         """The chunk for records given as JSON text, or None when the format needs records."""
         return None
-
-    def write_many(self, items: Sequence[object]) -> None:
-        if self._closed:
-            raise ValueError(f"{self.format} exporter for {self.path!r} is closed")
-        if not items:
-            return
-        self.write_records([(item_type_name(item), to_record(item)) for item in items], None)
 
     def write_records(
         self, records: Sequence[tuple[str, dict[str, Any]]], encoded: Sequence[str] | None
@@ -583,12 +607,6 @@ class _TextExporter:
         finally:
             self._closed = True
             self._sink.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r} offset={self._offset}>"
@@ -738,7 +756,7 @@ class _Table:
         return self.extra
 
 
-class SqliteExporter:
+class SqliteExporter(_BaseExporter):
     """One table per :func:`item_type_name`, columns from the records' keys.
 
     Each table has ``_rowid INTEGER PRIMARY KEY AUTOINCREMENT``; the exporter numbers rows in one
@@ -797,14 +815,6 @@ class SqliteExporter:
             if _ROWID in columns:  # one of ours
                 tables[name] = _Table(name, columns)
         return tables
-
-    def write_many(self, items: Sequence[object]) -> None:
-        if self._closed:
-            raise ValueError(f"sqlite exporter for {self.path!r} is closed")
-        if not items:
-            return
-        # Convert first: a failing item then leaves the database untouched.
-        self.write_records([(item_type_name(item), to_record(item)) for item in items], None)
 
     def write_records(
         self, records: Sequence[tuple[str, dict[str, Any]]], encoded: Sequence[str] | None
@@ -904,12 +914,6 @@ class SqliteExporter:
         finally:
             self._closed = True
             self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<SqliteExporter {self.path!r} offset={self._committed}>"
