@@ -435,19 +435,26 @@ class Crawler:
             return None
         return NewRequest(request, fp, host)
 
+    def _child_depth(self, page: Page, count: int) -> int | None:
+        """Count ``count`` links found on ``page``; their depth, or None when too deep."""
+        c = self._counters
+        c.links_found += count
+        depth = page.request.depth + 1
+        max_depth = self.settings.max_depth
+        if max_depth is not None and depth > max_depth:
+            if count:
+                c.dropped[str(DropReason.TOO_DEEP)] += count
+            return None
+        return depth
+
     def _children(self, page: Page, found: list[Request]) -> list[NewRequest]:
         """The page's requests, filled in (depth, referrer, headers) and admitted.
 
         Hot path (every link of every page): a link whose fingerprint the store surely saw
         already is skipped before any object is built for it.
         """
-        c = self._counters
-        c.links_found += len(found)
-        depth = page.request.depth + 1
-        max_depth = self.settings.max_depth
-        if max_depth is not None and depth > max_depth:
-            if found:
-                c.dropped[str(DropReason.TOO_DEEP)] += len(found)
+        depth = self._child_depth(page, len(found))
+        if depth is None:
             return []
         out: list[NewRequest] = []
         referrer = page.url
@@ -477,14 +484,9 @@ class Crawler:
 
     def _follow_all(self, page: Page, follow: Follow) -> list[NewRequest]:
         """A :class:`Follow` batch: like :meth:`_children`, with no object per seen URL."""
-        c = self._counters
         urls = follow.urls
-        c.links_found += len(urls)
-        depth = page.request.depth + 1
-        max_depth = self.settings.max_depth
-        if max_depth is not None and depth > max_depth:
-            if urls:
-                c.dropped[str(DropReason.TOO_DEEP)] += len(urls)
+        depth = self._child_depth(page, len(urls))
+        if depth is None:
             return []
         out: list[NewRequest] = []
         referrer = page.url
