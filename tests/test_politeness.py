@@ -3,8 +3,8 @@
 Two kinds of test:
 
 * real HTTP on loopback (:mod:`trio_crawler.testing`), where the server records the arrival
-  time of every request; timing assertions there allow :data:`TOL` plus the event loop's lag
-  measured during the test (:class:`LoopLag`), never more than half the delay checked;
+  time of every request; timing assertions there allow the slack described in
+  :mod:`timing`, never more than half the delay checked;
 * clock-driven tests over ``httpx.MockTransport`` with Trio's autojump clock (no socket at all:
   a real socket under a virtual clock can fire false timeouts), for delays of seconds.
 """
@@ -26,6 +26,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
+from timing import gaps, watch_lag
 
 from trio_crawler import CrawlStats, Settings, Spider, open_crawler
 from trio_crawler._fetcher import Resolver
@@ -39,43 +40,6 @@ from trio_crawler.testing import (
     loopback_settings,
     open_site_server,
 )
-
-#: Slack for timing assertions over real sockets (arrival times, not claim times, are measured),
-#: on top of the event loop's lag measured during the test (:class:`LoopLag`).
-TOL = 0.01
-
-
-class LoopLag:
-    """The worst wake-up lag of the event loop while it runs, for timing tests on real sockets.
-
-    The server records when a request *arrives*; the frontier spaces the *claims*. A request
-    whose trip from claim to arrival is held up (a busy loop, a loaded machine) arrives late,
-    so the next gap looks short by as much. The slack allowed is :data:`TOL` plus three times
-    the worst lag seen (a trip from claim to arrival takes several wake-ups), capped at half
-    the delay, so a request sent with no spacing at all still fails the test.
-    """
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            before = trio.current_time()
-            await trio.sleep(0.005)
-            self.worst = max(self.worst, trio.current_time() - before - 0.005)
-
-    def slack(self, delay: float) -> float:
-        return min(delay / 2, TOL + 3 * self.worst)
-
-
-@asynccontextmanager
-async def watch_lag() -> AsyncIterator[LoopLag]:
-    lag = LoopLag()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(lag.run)
-        yield lag
-        nursery.cancel_scope.cancel()
 
 
 def links(*hrefs: str, extra: str = "") -> str:
@@ -103,11 +67,6 @@ def generic(*urls: str) -> GenericSpider:
 def page_targets(server: SiteServer) -> list[str]:
     """Every target requested, robots.txt left out."""
     return [r.target for r in server.requests if r.path != "/robots.txt"]
-
-
-def gaps(times: Iterable[float]) -> list[float]:
-    ordered = sorted(times)
-    return [b - a for a, b in itertools.pairwise(ordered)]
 
 
 async def run(
