@@ -15,6 +15,9 @@ import pytest
 import trio
 from timing import assert_spaced, cross_process_slack
 
+from trio_crawler import Crawler, Settings
+from trio_crawler._store._remote import share_crawl
+from trio_crawler.spiders.generic import GenericSpider
 from trio_crawler.testing import SiteServer, open_site_server, site_from_links
 
 CLI = [sys.executable, "-m", "trio_crawler"]
@@ -229,3 +232,18 @@ def test_bad_process_count_is_one_line(value: str) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "--processes" in result.stderr
+
+
+@pytest.mark.parametrize(("concurrency", "own"), [(128, 32), (16, 4), (2, 1)])
+def test_parent_fetches_with_a_share_of_the_concurrency(concurrency: int, own: int) -> None:
+    """The parent's loop also answers the workers' store calls: it fetches a quarter of -c."""
+    crawler = Crawler(
+        GenericSpider(), Settings(concurrency=concurrency), start_urls=["http://127.0.0.1:9/"]
+    )
+    assert share_crawl(crawler, 2) is not None
+    assert crawler._crawl_limiter.total_tokens == own
+    alone = Crawler(
+        GenericSpider(), Settings(concurrency=concurrency), start_urls=["http://127.0.0.1:9/"]
+    )
+    assert share_crawl(alone, 1) is None
+    assert alone._crawl_limiter.total_tokens == concurrency

@@ -75,7 +75,8 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         type=_process_count,
         default=1,
         metavar="N",
-        help="fetch processes sharing the crawl, each with -c requests in flight (1)",
+        help="fetch processes sharing the crawl (1): each worker has -c requests in flight, "
+        "the first process (which also keeps the crawl's state) a quarter of that",
     )
     g.add_argument("--processing-concurrency", type=int, help="spider.process calls at once (64)")
     g.add_argument(

@@ -212,6 +212,11 @@ class Crawler:
     def stopping(self) -> bool:
         return self._stop_reason is not None
 
+    def _limit_fetches(self, n: int) -> None:
+        """Fetch at most ``n`` pages at once in this process (``--processes``: the parent,
+        whose event loop also answers the workers' store calls, keeps a share of ``-c``)."""
+        self._crawl_limiter.total_tokens = max(1, n)
+
     async def wait(self) -> CrawlStats:
         """Wait until every processor has drained; return the final statistics."""
         await self._drained.wait()
