@@ -65,9 +65,7 @@ def test_spiders_lists_builtins_with_descriptions() -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("trio-crawler:")]
