@@ -124,6 +124,8 @@ class CookieJar:
 
     def header(self, url: str, *, now: float) -> str | None:
         """The ``Cookie`` header for a request to ``url``, or None."""
+        if not self._jars:
+            return None  # no site has set a cookie: the common case, and per request
         parts = urlsplit(url)
         jar = self._jars.get(_origin_of(parts.scheme, parts.hostname, parts.port))
         if not jar:
