@@ -14,7 +14,8 @@ What it does:
 2. serves it with nginx on 127.0.0.1 (one worker, access log off, a child of this process,
    stopped by its PID whatever happens);
 3. runs ``trio-crawler crawl`` with the documented flags that lift the per-host limits for one's
-   own server (``-c N --per-host-concurrency N --delay 0``; robots.txt obeyed), and with
+   own server (``-c N --per-host-concurrency N --delay 0``; robots.txt obeyed), on both cores
+   (``--processes 2``) with the durable store on (a fresh ``--state`` file per run), and with
    ``--vs scrapy`` Scrapy's stock CrawlSpider (``bench_scrapy_spider.py``) from a throwaway
    venv, runs interleaved;
 4. measures each run from outside: wall time, CPU (user+sys from ``wait4``), ``ru_maxrss`` and
@@ -243,6 +244,8 @@ def _exit_note(m: Measured, stderr: Path) -> str:
 
 def trio_command(ctx: Context, out: Path, stats: Path) -> list[str]:
     n = str(ctx.args.concurrency)
+    # the durable store on, as the issue asks: a fresh state file beside each run's output
+    state = [] if ctx.args.no_state else ["--state", str(out.parent / "state.db")]
     return [
         str(ROOT / ".venv" / "bin" / "trio-crawler"),
         "crawl",
@@ -259,6 +262,9 @@ def trio_command(ctx: Context, out: Path, stats: Path) -> list[str]:
         "--delay",
         "0",
         "--obey-robots",
+        "--processes",
+        str(ctx.args.processes),
+        *state,
         *shlex.split(ctx.args.crawler_args),
     ]
 
@@ -578,8 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--concurrency",
         type=int,
-        default=32,
+        default=128,
         help="trio-crawler's -c and --per-host-concurrency",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=2, help="trio-crawler's --processes (both cores)"
+    )
+    parser.add_argument(
+        "--no-state",
+        action="store_true",
+        help="without the durable store (by default each run writes a fresh --state file)",
     )
     parser.add_argument(
         "--crawler-args", default="", help="extra trio-crawler crawl flags (one shell string)"
