@@ -482,6 +482,14 @@ def print_table(by_crawler: dict[str, list[Run]]) -> None:
         s_cpu = _median(scrapy, lambda r: r.cpu_per_1k)
         if t_speed and s_speed:
             print(f"\ntrio-crawler / scrapy, pages/s (medians): {t_speed / s_speed:.2f}x")
+            # runs i of both ran back to back: their ratio shows how much the machine drifted
+            pairs = [
+                f"{t.pages_per_s / s.pages_per_s:.2f}x"
+                for t, s in zip(trio, scrapy, strict=False)
+                if t.pages_per_s and s.pages_per_s
+            ]
+            if len(pairs) > 1:
+                print(f"the same, run by run (interleaved pairs): {', '.join(pairs)}")
         if t_cpu and s_cpu:
             print(f"scrapy / trio-crawler, CPU s per 1k pages (medians): {s_cpu / t_cpu:.2f}x")
     print(
