@@ -287,3 +287,42 @@ async def test_politeness_delay_with_autojump_clock(autojump_clock: trio.testing
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 1.0 - 1e-9
     assert peak <= 2
+
+
+class KeepsPages(Spider):
+    """Yields each page itself as an item, and reads its HTML again in ``process``."""
+
+    name = "keeps-pages"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.start = url
+        self.titles: list[str] = []
+
+    def start_requests(self) -> list[str]:
+        return [self.start]
+
+    async def scrape(self, page: Page) -> AsyncIterator[Any]:
+        yield page
+        for url in page.links():
+            yield Request(url=url)
+
+    async def process(self, item: Any) -> None:
+        # the engine has dropped the parse tree by now: asking again parses again
+        node = item.html.css_first("title")
+        self.titles.append(node.text() if node is not None else "")
+
+
+async def test_a_page_kept_by_the_spider_still_parses_after_the_engine_releases_it() -> None:
+    site = Site(
+        {
+            "/": html_page('<a href="/a">a</a>', title="home"),
+            "/a": html_page("nothing", title="page a"),
+        }
+    )
+    async with open_site_server(site) as server:
+        spider = KeepsPages(server.url("/"))
+        with trio.fail_after(20):
+            stats = await crawl(spider, loopback_settings(server))
+    assert stats.pages_ok == 2
+    assert sorted(spider.titles) == ["home", "page a"]

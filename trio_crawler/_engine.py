@@ -834,6 +834,7 @@ class Crawler:
             if s.fail_fast:
                 self._fatal = exc
                 self.stop("fail_fast")
+        page._release()  # the parse tree need not wait for the store with this task
         extracted = page.extracted_if_done()
         if extracted is not None:
             if extracted.skipped_schemes:

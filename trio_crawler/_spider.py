@@ -242,6 +242,13 @@ class Page:
             return self.header_robots
         return self.header_robots | self.extracted().meta_robots
 
+    def _release(self) -> None:
+        """Drop the parse tree and the decoded text (the engine calls this once ``scrape`` is
+        done, before the page waits on the store). Both are rebuilt if asked for again; the
+        lexbor tree is many times the body, and a fetcher's page can wait a while."""
+        self._html = None
+        self._text = None
+
     def extracted_if_done(self) -> _extract.Extracted | None:
         """The extraction result if something already asked for it, else None (no parse)."""
         return self._extracted
