@@ -126,7 +126,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop(signal.SIGKILL)
 
 
-# --------------------------------------------------------------------------- timing
 # --------------------------------------------------------------------------- sites
 def tree_site(pages: int) -> Site:
     """Page i links to 2i+1 and 2i+2 (and back to the root): ``pages`` pages in all."""

@@ -319,6 +319,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await trio.sleep(seconds)
 
 
+#: What a trio socket raises when the connection breaks or is closed under a read or write.
+_SOCKET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
 class _PlainStream(httpcore.AsyncNetworkStream):
     """A plain TCP connection: httpcore's Trio stream, with reads and writes on its socket.
 
@@ -328,8 +332,6 @@ class _PlainStream(httpcore.AsyncNetworkStream):
     measurable share of the crawler's CPU per page. TLS (``start_tls``), the extra information
     (addresses, ``is_readable``) and closing stay with the inner stream.
     """
-
-    __slots__ = ("_inner", "_sock")
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
@@ -341,7 +343,7 @@ class _PlainStream(httpcore.AsyncNetworkStream):
                 return await self._sock.recv(max_bytes)
             with trio.move_on_after(timeout):
                 return await self._sock.recv(max_bytes)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except _SOCKET_ERRORS as exc:
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
         raise httpcore.ReadTimeout("read timed out")
 
@@ -355,7 +357,7 @@ class _PlainStream(httpcore.AsyncNetworkStream):
             with trio.move_on_after(timeout):
                 await self._send_all(buffer)
                 return
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        except _SOCKET_ERRORS as exc:
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
         raise httpcore.WriteTimeout("write timed out")
 

@@ -116,19 +116,24 @@ local function event(count, now)
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', 200, '*', 'c', count, 't', now)
 end
 
+-- a lease ends without a commit: its request goes back to the front of its host's queue
+local function requeue(token)
+  local v = redis.call('HGET', P .. 'lease', token)
+  redis.call('ZREM', P .. 'leases', token)
+  redis.call('HDEL', P .. 'lease', token)
+  if v then
+    local host, prio, entry = split_lease(v)
+    push(host, prio, entry, true)
+    redis.call('INCRBY', P .. 'queued', 1)
+    release(host)
+    EVENT = true
+  end
+end
+
 local function sweep(now, max)
   local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, max)
   for _, token in ipairs(expired) do
-    local v = redis.call('HGET', P .. 'lease', token)
-    redis.call('ZREM', P .. 'leases', token)
-    redis.call('HDEL', P .. 'lease', token)
-    if v then
-      local host, prio, entry = split_lease(v)
-      push(host, prio, entry, true)
-      redis.call('INCRBY', P .. 'queued', 1)
-      release(host)
-      EVENT = true
-    end
+    requeue(token)
   end
   return #expired
 end
@@ -448,16 +453,7 @@ return lost
 RELEASE = r"""
 local now = clock()
 for i = 2, #ARGV do
-  local v = redis.call('HGET', P .. 'lease', ARGV[i])
-  if v then
-    redis.call('ZREM', P .. 'leases', ARGV[i])
-    redis.call('HDEL', P .. 'lease', ARGV[i])
-    local host, prio, entry = split_lease(v)
-    push(host, prio, entry, true)
-    redis.call('INCRBY', P .. 'queued', 1)
-    release(host)
-    EVENT = true
-  end
+  requeue(ARGV[i])
 end
 return cjson.encode(status(now, {}))
 """
