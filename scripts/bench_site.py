@@ -402,6 +402,32 @@ def run_scrapy(ctx: Context, index: int) -> Run:
     )
 
 
+def _naive_runner(name: str) -> Callable[[Context, int], Run]:
+    client = name.removeprefix("naive-")
+
+    def run_naive(ctx: Context, index: int) -> Run:
+        d = _fresh_dir(ctx.runs_dir / f"{name}-{index}")
+        cmd = [
+            str(ROOT / ".venv" / "bin" / "python"),
+            str(SCRIPTS / "bench_naive.py"),
+            f"{ctx.origin}/",
+            str(d / "out.jsonl"),
+            str(d / "stats.json"),
+            "--client",
+            client,
+        ]
+        return _run(
+            ctx,
+            name,
+            index,
+            cmd,
+            lambda out: check_output(out, ctx.expected, ctx.origin, "url"),
+            "requests",
+        )
+
+    return run_naive
+
+
 # --------------------------------------------------------------------------- reporting
 
 Number = float | int | None
@@ -474,30 +500,35 @@ def print_table(by_crawler: dict[str, list[Run]]) -> None:
     print("-" * len(top))
     for runs in by_crawler.values():
         print(median_row(runs))
-    trio, scrapy = by_crawler.get("trio-crawler"), by_crawler.get("scrapy")
-    if trio and scrapy:
-        t_speed = _median(trio, lambda r: r.pages_per_s)
-        s_speed = _median(scrapy, lambda r: r.pages_per_s)
-        t_cpu = _median(trio, lambda r: r.cpu_per_1k)
-        s_cpu = _median(scrapy, lambda r: r.cpu_per_1k)
-        if t_speed and s_speed:
-            print(f"\ntrio-crawler / scrapy, pages/s (medians): {t_speed / s_speed:.2f}x")
-            # runs i of both ran back to back: their ratio shows how much the machine drifted
-            pairs = [
-                f"{t.pages_per_s / s.pages_per_s:.2f}x"
-                for t, s in zip(trio, scrapy, strict=False)
-                if t.pages_per_s and s.pages_per_s
-            ]
-            if len(pairs) > 1:
-                print(f"the same, run by run (interleaved pairs): {', '.join(pairs)}")
-        if t_cpu and s_cpu:
-            print(f"scrapy / trio-crawler, CPU s per 1k pages (medians): {s_cpu / t_cpu:.2f}x")
+    trio = by_crawler.get("trio-crawler")
+    for name, others in by_crawler.items():
+        if trio and others and name != "trio-crawler":
+            print_ratios(trio, name, others)
     print(
         "\npeak RSS: ru_maxrss of the crawler (largest single process); tree RSS: sampled sum "
         "over its process tree.\nrequests: the crawler's own count (robots.txt included); "
         "nginx req: nginx's counter over the run.\nother CPU s: "
         "what the rest of the machine used meanwhile (noise: keep it near 0)."
     )
+
+
+def print_ratios(trio: Sequence[Run], name: str, others: Sequence[Run]) -> None:
+    t_speed = _median(trio, lambda r: r.pages_per_s)
+    o_speed = _median(others, lambda r: r.pages_per_s)
+    t_cpu = _median(trio, lambda r: r.cpu_per_1k)
+    o_cpu = _median(others, lambda r: r.cpu_per_1k)
+    if t_speed and o_speed:
+        print(f"\ntrio-crawler / {name}, pages/s (medians): {t_speed / o_speed:.2f}x")
+        # runs i of both ran back to back: their ratio shows how much the machine drifted
+        pairs = [
+            f"{t.pages_per_s / o.pages_per_s:.2f}x"
+            for t, o in zip(trio, others, strict=False)
+            if t.pages_per_s and o.pages_per_s
+        ]
+        if len(pairs) > 1:
+            print(f"the same, run by run (interleaved pairs): {', '.join(pairs)}")
+    if t_cpu and o_cpu:
+        print(f"{name} / trio-crawler, CPU s per 1k pages (medians): {o_cpu / t_cpu:.2f}x")
 
 
 def print_notes(runs: Sequence[Run]) -> None:
@@ -606,7 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--crawler-args", default="", help="extra trio-crawler crawl flags (one shell string)"
     )
-    parser.add_argument("--vs", choices=["scrapy"], help="also crawl with this, interleaved")
+    parser.add_argument(
+        "--vs",
+        action="append",
+        default=[],
+        choices=["scrapy", "naive-httpx", "naive-h11"],
+        help="also crawl with this, interleaved (repeatable); naive-*: the issue's yardstick, "
+        "scripts/bench_naive.py",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -657,7 +695,7 @@ def _main(args: argparse.Namespace) -> int:
     os.chmod(bench_dir, 0o755)  # nginx's worker (user nobody) reads the site
     nginx_bin = bench_procs.ensure_nginx()
     scrapy_version = None
-    if args.vs == "scrapy":
+    if "scrapy" in args.vs:
         scrapy_version = bench_procs.ensure_scrapy(bench_dir / "scrapy-venv", args.scrapy_spec)
     port = args.port if bench_procs.port_is_free(args.port) else bench_procs.free_port()
     cached = bench_gen.is_generated(bench_dir, args.pages, port)
@@ -687,13 +725,13 @@ def _main(args: argparse.Namespace) -> int:
         if args.profile:
             return profile(ctx)
         print("trio-crawler:", shlex.join(trio_command(ctx, Path("OUT"), Path("STATS"))))
-        if args.vs == "scrapy":
+        if "scrapy" in args.vs:
             print("scrapy: runspider scripts/bench_scrapy_spider.py (CrawlSpider, 16 concurrent)")
         by_crawler: dict[str, list[Run]] = {"trio-crawler": []}
         runners: list[Callable[[Context, int], Run]] = [run_trio]
-        if args.vs == "scrapy":
-            by_crawler["scrapy"] = []
-            runners.append(run_scrapy)
+        for other in dict.fromkeys(args.vs):
+            by_crawler[other] = []
+            runners.append(run_scrapy if other == "scrapy" else _naive_runner(other))
         print("\n" + header(), flush=True)
         for index in range(1, args.runs + 1):
             for runner in runners:

@@ -27,7 +27,7 @@ def bench_frontier(pages: int, hosts: int) -> float:
     start = time.perf_counter()
     for i in range(pages):
         frontier.push(f"http://h{i % hosts}:80", i)
-        (key, _), = frontier.claim(float(i), 1)
+        ((key, _),) = frontier.claim(float(i), 1)
         frontier.release(key)
     return (time.perf_counter() - start) / pages * 1e6
 

@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
+import httpcore
+import httpx
 import pytest
 import trio
 import trustme
@@ -38,6 +40,7 @@ from trio_crawler._fetcher import (
     ProxyTarget,
     Resolver,
     failure_request,
+    split_target,
     to_exchange,
 )
 from trio_crawler._settings import Settings
@@ -688,3 +691,86 @@ def test_to_exchange_needs_capture() -> None:
     result = FetchResult("http://x/", 200, Headers(), b"", False, 0.0, 0)
     with pytest.raises(ValueError, match=r"settings\.warc"):
         to_exchange(result)
+
+
+# ------------------------------------------------------------------ the request as built
+
+
+def _by_httpx(url: str) -> tuple[str, str, int | None, bytes, bytes]:
+    u = httpx.URL(url)
+    return u.scheme, u.raw_host.decode("ascii"), u.port, u.raw_path, u.netloc
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com",
+        "http://example.com/",
+        "https://example.com/a/b.html?x=1&y=%20",
+        "http://example.com:80/p",
+        "https://example.com:443/p",
+        "http://example.com:8080/p?q",
+        "HTTP://Example.COM/Path",
+        "http://example.com/p#frag",
+        "http://127.0.0.1:18765/x.html",
+        "http://a-b.example.co.uk/~user/%7Eraw;param",
+        # handed to httpx: not plain
+        "http://user:pw@example.com/",
+        "http://[::1]:8080/",
+        "http://bücher.example/ä?ö=1",
+        "http://example.com/a b",
+        'http://example.com/"q"',
+        "http://example.com/{x}",
+    ],
+)
+def test_split_target_agrees_with_httpx(url: str) -> None:
+    """The fast split and httpx's parser send the same request line and Host header."""
+    t = split_target(url)
+    assert t.url == url
+    assert (t.scheme, t.host, t.port, t.target, t.netloc) == _by_httpx(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://example.com/", "http:///nohost", "http://example.com:99999/", "http://h:x/", "/rel"],
+)
+def test_split_target_refuses_bad_urls(url: str) -> None:
+    with pytest.raises((ValueError, httpx.InvalidURL, httpcore.UnsupportedProtocol)):
+        split_target(url)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "http:///nohost", "http://127.0.0.1:99999/"])
+async def test_bad_urls_are_bad_url_failures(url: str) -> None:
+    error = await fetch_error(Settings(allow_private=True), url)
+    assert error.kind is FailureKind.BAD_URL and error.url == url
+
+
+async def test_request_headers_on_the_wire() -> None:
+    """Host first, the crawl's headers, and a request's own replacing those of the same name
+    whatever their case; a path to percent-encode goes out encoded."""
+    site = Site({"/a": html_page("a"), "/%C3%A9": html_page("e")})
+    async with open_site_server(site) as server:
+        settings = loopback_settings(server, headers={"X-Crawl": "1"})
+        with trio.fail_after(LIMIT):
+            async with Fetcher(settings) as fetcher:
+                plain = await fetcher.fetch(server.url("/a"))
+                own = await fetcher.fetch(
+                    server.url("/a"), {"User-Agent": "mine/1", "X-CRAWL": "2", "X-Own": "y"}
+                )
+                encoded = await fetcher.fetch(server.url("/é"))
+    assert (plain.status, own.status, encoded.status) == (200, 200, 200)
+    first, second, third = server.requests
+    assert first.headers[0] == ("host", server.address)
+    assert first.header("user-agent") == settings.user_agent
+    assert first.header("x-crawl") == "1"
+    names = [k for k, _ in second.headers]
+    assert len(names) == len(set(names)), names  # nothing sent twice
+    assert second.header("user-agent") == "mine/1"
+    assert (second.header("x-crawl"), second.header("x-own")) == ("2", "y")
+    assert second.header("host") == server.address
+    assert third.path == "/%C3%A9"
+
+
+def test_non_ascii_crawl_headers_are_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="not ASCII"):
+        Fetcher(Settings(headers={"X-Name": "café"}))
