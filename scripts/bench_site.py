@@ -4,6 +4,7 @@ Run it through ``scripts/bench`` (which makes sure the project venv exists)::
 
     scripts/bench                       # 20,000 pages, 3 runs of trio-crawler, medians
     scripts/bench --vs scrapy           # interleaved with Scrapy's stock spider, and the ratio
+    scripts/bench --vs naive-httpx --vs naive-h11   # and the yardstick crawlers
     scripts/bench --pages 5000 --runs 1 --crawler-args '--max-retries 0'
     scripts/bench --profile             # one crawl under cProfile, the top 25 by tottime
 
@@ -17,7 +18,8 @@ What it does:
    own server (``-c N --per-host-concurrency N --delay 0``; robots.txt obeyed), on both cores
    (``--processes 2``) with the durable store on (a fresh ``--state`` file per run), and with
    ``--vs scrapy`` Scrapy's stock CrawlSpider (``bench_scrapy_spider.py``) from a throwaway
-   venv, runs interleaved;
+   venv, runs interleaved; with ``--vs naive-httpx`` / ``--vs naive-h11`` the issue's naive
+   yardstick crawler (``bench_naive.py``: what this machine does compared with the issue's);
 4. measures each run from outside: wall time, CPU (user+sys from ``wait4``), ``ru_maxrss`` and
    the sampled RSS of the whole process tree; requests from the crawler's own statistics and
    from nginx's counter;
