@@ -634,11 +634,18 @@ def split_target(url: str) -> Target:
     if scheme not in ("http", "https"):
         raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
     host = parts.hostname or ""
-    if _PLAIN_HOST.match(host) and "@" not in parts.netloc and not _NOT_PLAIN.search(url):
+    path = parts.path or "/"
+    if (
+        _PLAIN_HOST.match(host)
+        and url.startswith(_PLAIN_SCHEMES)  # "HTTP://h:80/": httpx keeps the port
+        and "@" not in parts.netloc
+        and "/." not in path  # dot segments: httpx removes them
+        and not (url.endswith("?") or "?#" in url)  # an empty query: httpx keeps the "?"
+        and not _NOT_PLAIN.search(url)
+    ):
         port = parts.port  # ValueError when it is not a port
         if port == _DEFAULT_PORTS[scheme]:
             port = None
-        path = parts.path or "/"
         target = f"{path}?{parts.query}" if parts.query else path
         netloc = host if port is None else f"{host}:{port}"
         return Target(url, scheme, host, port, target.encode("ascii"), netloc.encode("ascii"))
@@ -649,6 +656,7 @@ def split_target(url: str) -> Target:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_PLAIN_SCHEMES = ("http://", "https://")
 
 #: An extension key: the transport already decoded the body (an in-memory httpx transport).
 _DECODED = "trio_crawler.decoded"
