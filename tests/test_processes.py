@@ -234,9 +234,9 @@ def test_bad_process_count_is_one_line(value: str) -> None:
     assert "--processes" in result.stderr
 
 
-@pytest.mark.parametrize(("concurrency", "own"), [(128, 32), (16, 4), (2, 1)])
+@pytest.mark.parametrize(("concurrency", "own"), [(128, 16), (16, 2), (2, 1)])
 def test_parent_fetches_with_a_share_of_the_concurrency(concurrency: int, own: int) -> None:
-    """The parent's loop also answers the workers' store calls: it fetches a quarter of -c."""
+    """The parent's loop also answers the workers' store calls: it fetches an eighth of -c."""
     crawler = Crawler(
         GenericSpider(), Settings(concurrency=concurrency), start_urls=["http://127.0.0.1:9/"]
     )

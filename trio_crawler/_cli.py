@@ -76,7 +76,7 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="fetch processes sharing the crawl (1): each worker has -c requests in flight, "
-        "the first process (which also keeps the crawl's state) a quarter of that",
+        "the first process (which also keeps the crawl's state) an eighth of that",
     )
     g.add_argument("--processing-concurrency", type=int, help="spider.process calls at once (64)")
     g.add_argument(

@@ -721,7 +721,7 @@ def spider_reference(spider: Spider) -> str:
 
 
 #: The parent process fetches with ``-c`` divided by this (at least 1); each worker uses ``-c``.
-PARENT_SHARE = 4
+PARENT_SHARE = 8
 
 
 def share_crawl(crawler: Crawler, processes: int) -> SharedStore | None:
@@ -747,7 +747,9 @@ def share_crawl(crawler: Crawler, processes: int) -> SharedStore | None:
     seeds = [r.url if isinstance(r, Request) else r for r in crawler._start]
     # the parent's loop answers every worker's store calls: fetching at full -c there delays
     # those answers and so every worker (measured: 2 processes at -c 128 went from about 630
-    # to 700-740 pages/s with the parent at a quarter)
+    # to 700-740 pages/s with the parent at a quarter; an eighth, once the fetcher went to
+    # httpcore directly, was 3 % faster again over four interleaved pairs (-2 to +6 %), a
+    # sixteenth no better than an eighth)
     crawler._limit_fetches(s.concurrency // PARENT_SHARE)
     setup = {
         "spider": spider_reference(crawler.spider),
