@@ -247,3 +247,20 @@ def test_parent_fetches_with_a_share_of_the_concurrency(concurrency: int, own: i
     )
     assert share_crawl(alone, 1) is None
     assert alone._crawl_limiter.total_tokens == concurrency
+
+
+def test_a_workers_seen_hints_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's hint set rotates: two generations, so memory stays flat; a hint that
+    rotated out only means the parent's store is asked (it decides)."""
+    from trio_crawler._spider import Request
+    from trio_crawler._store import _remote
+    from trio_crawler._store._base import NewRequest
+
+    monkeypatch.setattr(_remote, "_SEEN_HINTS", 4)
+    store = _remote.RemoteStore(None, (0, 0, 0, 0, None, 0, False, ()))  # type: ignore[arg-type]
+    for fp in range(1, 11):
+        store._remember([NewRequest(Request(url=f"http://h/{fp}"), fp, "h")])
+        assert store.seen_hint(fp)
+        assert len(store._seen) + len(store._seen_old) <= 8
+    assert not store.seen_hint(1)  # rotated out
+    assert store.seen_hint(10) and store.seen_hint(7)

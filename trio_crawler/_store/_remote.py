@@ -93,6 +93,9 @@ _PREFETCH = 32
 
 MAX_PROCESSES = 64
 
+#: Fingerprints a worker keeps per generation (two generations) to skip URLs it sent already.
+_SEEN_HINTS = 1 << 16
+
 _HEADER = struct.Struct(">I")
 _PICKLE = pickle.HIGHEST_PROTOCOL
 
@@ -527,7 +530,10 @@ class RemoteStore(CrawlStore):
         self._out_send, self._out_recv = trio.open_memory_channel[tuple[int, str, Any]](math.inf)
         self._claims: dict[Claim, int] = {}
         self._prefetched: collections.deque[Claim] = collections.deque()
+        # a hint only (the parent's store decides): two generations of at most _SEEN_HINTS
+        # fingerprints each, so a worker's memory stays flat however many URLs it meets
         self._seen: set[int] = set()
+        self._seen_old: set[int] = set()
         self._seeding_done = False
         self._outstanding = self._queued = self._in_flight = self._hosts = 0
         self._ready: float | None = None
@@ -614,14 +620,21 @@ class RemoteStore(CrawlStore):
         for item in requests:
             if not item.request.dont_filter:
                 seen.add(item.fingerprint)
+        self._rotate()
+
+    def _rotate(self) -> None:
+        if len(self._seen) >= _SEEN_HINTS:
+            self._seen_old = self._seen
+            self._seen = set()
 
     async def mark_seen(self, fingerprints: Sequence[int]) -> list[bool]:
         self._seen.update(fingerprints)
+        self._rotate()
         result: list[bool] = await self._call("mark_seen", list(fingerprints))
         return result
 
     def seen_hint(self, fingerprint: int) -> bool:
-        return fingerprint in self._seen
+        return fingerprint in self._seen or fingerprint in self._seen_old
 
     async def claim(self, now: float, limit: int) -> list[Claim]:
         self._seeding_done = True
