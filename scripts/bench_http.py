@@ -7,7 +7,8 @@ rounds, and prints microseconds of CPU per request:
 * ``httpx``: ``httpx.AsyncClient.get`` per task, the body streamed (what the fetcher cost when
   it went through httpx's request and response models);
 * ``httpcore``: httpcore's pool alone, no guard, no decoding;
-* ``h11``: a bare keep-alive loop on h11 and a Trio socket (a floor, not a client).
+* ``h11``: the naive crawler's keep-alive loop on h11 and a Trio socket
+  (``bench_naive.H11Connection``: a floor, not a client).
 
     scripts/bench                      # once, to generate the site; then serve it, e.g.
     nginx -c /tmp/trio-crawler-bench/nginx/nginx.conf &
@@ -23,10 +24,10 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-import h11
 import httpcore
 import httpx
 import trio
+from bench_naive import H11Connection
 
 from trio_crawler import Settings
 from trio_crawler._fetcher import Fetcher
@@ -96,27 +97,15 @@ async def with_httpcore(urls: list[str], n: int) -> None:
 
 async def with_h11(urls: list[str], n: int) -> None:
     parts = urlsplit(urls[0])
-    host, port = parts.hostname or "", parts.port or 80
-    conns: list[tuple[trio.SocketStream, h11.Connection]] = []
-    for _ in range(TASKS):
-        conns.append((await trio.open_tcp_stream(host, port), h11.Connection(h11.CLIENT)))
+    conns = [H11Connection(parts.hostname or "", parts.port or 80) for _ in range(TASKS)]
 
     async def one(i: int, j: int) -> None:
-        stream, conn = conns[i]
-        url = urlsplit(urls[(i + j) % len(urls)])
-        request = h11.Request(method="GET", target=url.path or "/", headers=[("host", url.netloc)])
-        await stream.send_all(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-        conn.start_next_cycle()
+        await conns[i].fetch(urls[(i + j) % len(urls)])
 
     await in_tasks(n, one)
-    for stream, _ in conns:
-        await stream.aclose()
+    for conn in conns:
+        if conn.stream is not None:
+            await conn.stream.aclose()
 
 
 WAYS: dict[str, Callable[[list[str], int], Awaitable[None]]] = {

@@ -17,8 +17,8 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
   HTTP time. httpx still parses any URL that is not plain ASCII (:func:`split_target`), and
   any httpx transport can stand in for the pools (:class:`HttpxExchanger`: the in-memory
   transport of the timing tests). ``scripts/bench_http.py`` (nginx, 16 tasks, 4,000
-  requests, 3 rounds), microseconds of CPU per request: the fetcher 542-688, httpx's
-  ``AsyncClient`` alone 838-1158, httpcore's pool alone 413-599, a bare h11 loop 128-177;
+  requests, 3 rounds), microseconds of CPU per request: the fetcher 644-653, httpx's
+  ``AsyncClient`` alone 836-1148, httpcore's pool alone 511-592, an h11 loop 168-231;
 * the whole exchange runs under a deadline (``request_timeout``): httpx's read timeout resets
   on every byte and does not bound a server that drips one byte a second;
 * every connection goes through :class:`GuardedBackend`, which resolves the name through one
@@ -64,6 +64,7 @@ from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
 from ._exceptions import FailureKind, FetchError, SettingsError
 from ._settings import Settings
 from ._spider import Headers
+from ._urls import _DEFAULT_PORTS
 
 if TYPE_CHECKING:
     from ._warc import Exchange
@@ -619,6 +620,7 @@ class Target(NamedTuple):
 #: the ones httpx percent-encodes), and a plain lower-case host name.
 _NOT_PLAIN = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
 _PLAIN_HOST = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")
+_PLAIN_SCHEMES = ("http://", "https://")
 
 
 def split_target(url: str) -> Target:
@@ -655,9 +657,6 @@ def split_target(url: str) -> Target:
     return Target(url, u.scheme, u.raw_host.decode("ascii"), u.port, u.raw_path, u.netloc)
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_PLAIN_SCHEMES = ("http://", "https://")
-
 #: An extension key: the transport already decoded the body (an in-memory httpx transport).
 _DECODED = "trio_crawler.decoded"
 
@@ -675,9 +674,7 @@ class Exchanger(Protocol):
 class GuardedTransport:
     """httpcore pools whose connections go through the guard.
 
-    The fetcher talks to httpcore directly: httpx's request and response models cost about
-    0.3 ms of CPU per request here (``scripts/bench_clients.py``), for nothing the crawler
-    uses (it follows no redirects, keeps its own cookies and decodes bodies itself). One
+    The fetcher talks to httpcore directly (why, and the figures: the module docstring). One
     direct pool and one pool per proxy (``routes``), each made on first use. httpcore errors
     are left as they are and translated by :meth:`Fetcher.fetch`. With ``capture_ip`` a
     direct response's extensions carry ``"server_ip"``.
