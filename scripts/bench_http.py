@@ -1,12 +1,15 @@
 """CPU per request of the HTTP layers, against a server you run (the benchmark's nginx).
 
-Fetches the same pages with 16 tasks (one connection pool or connection each) four ways, in
+Fetches the same pages with 16 tasks (one connection pool or connection each) five ways, in
 rounds, and prints microseconds of CPU per request:
 
-* ``fetcher``: trio-crawler's :class:`Fetcher` (httpcore pools, guard, bounded decoding);
+* ``fetcher``: trio-crawler's :class:`Fetcher` (its keep-alive connections, the guard,
+  bounded decoding);
 * ``httpx``: ``httpx.AsyncClient.get`` per task, the body streamed (what the fetcher cost when
   it went through httpx's request and response models);
 * ``httpcore``: httpcore's pool alone, no guard, no decoding;
+* ``connection``: one httpcore ``AsyncHTTPConnection`` per task, no pool (what the fetcher's
+  :class:`~trio_crawler._connections.Connections` hands out);
 * ``h11``: the naive crawler's keep-alive loop on h11 and a Trio socket
   (``bench_naive.H11Connection``: a floor, not a client).
 
@@ -95,6 +98,28 @@ async def with_httpcore(urls: list[str], n: int) -> None:
         await pool.aclose()
 
 
+async def with_connection(urls: list[str], n: int) -> None:
+    parts = urlsplit(urls[0])
+    origin = httpcore.Origin(b"http", (parts.hostname or "").encode(), parts.port or 80)
+    host = [(b"Host", parts.netloc.encode())]
+    backend = httpcore.TrioBackend()
+    conns = [
+        httpcore.AsyncHTTPConnection(origin, keepalive_expiry=30, network_backend=backend)
+        for _ in range(TASKS)
+    ]
+
+    async def one(i: int, j: int) -> None:
+        request = httpcore.Request("GET", urls[(i + j) % len(urls)], headers=host)
+        response = await conns[i].handle_async_request(request)
+        async for _ in response.aiter_stream():
+            pass
+        await response.aclose()
+
+    await in_tasks(n, one)
+    for conn in conns:
+        await conn.aclose()
+
+
 async def with_h11(urls: list[str], n: int) -> None:
     parts = urlsplit(urls[0])
     conns = [H11Connection(parts.hostname or "", parts.port or 80) for _ in range(TASKS)]
@@ -112,6 +137,7 @@ WAYS: dict[str, Callable[[list[str], int], Awaitable[None]]] = {
     "fetcher": with_fetcher,
     "httpx": with_httpx,
     "httpcore": with_httpcore,
+    "connection": with_connection,
     "h11": with_h11,
 }
 
@@ -132,7 +158,7 @@ def main() -> None:
     print(f"{TASKS} tasks, {args.requests} requests per round, us of CPU per request:")
     for name, values in results.items():
         runs = " ".join(f"{v:5.0f}" for v in values)
-        print(f"  {name:<9} {runs}   min {min(values):5.0f}")
+        print(f"  {name:<10} {runs}   min {min(values):5.0f}")
 
 
 if __name__ == "__main__":

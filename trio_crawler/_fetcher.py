@@ -1,4 +1,5 @@
-"""The fetcher: the only module that imports httpcore and httpx.
+"""The fetcher: with its connection cache (:mod:`._connections`), the only code that imports
+httpcore and httpx.
 
 Theory of operation
 -------------------
@@ -11,14 +12,15 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
   so neither a 200 MB body nor a 10 GB gzip bomb can take more than ``max_body_size`` bytes;
   brotli and zstd windows over 1 MiB are reserved in a crawl-wide :class:`WindowBudget` first,
   so sixteen brotli bombs at once cannot add 16 x 17 MiB of decoder windows to their bodies;
-* the request goes to httpcore's connection pools directly (:class:`GuardedTransport`), not
+* the request goes to httpcore's connections directly (:class:`GuardedTransport`), not
   through httpx's client and models: the crawler uses none of what they add (it follows no
   redirects, keeps its own cookies and decodes bodies itself), and they cost a third of the
-  HTTP time. httpx still parses any URL that is not plain ASCII (:func:`split_target`), and
-  any httpx transport can stand in for the pools (:class:`HttpxExchanger`: the in-memory
+  HTTP time. Direct requests take a keep-alive connection from :class:`Connections` (one per
+  crawl, no per-request pool scan); requests through a proxy use httpcore's proxy pools.
+  httpx still parses any URL that is not plain ASCII (:func:`split_target`), and any httpx
+  transport can stand in for the connections (:class:`HttpxExchanger`: the in-memory
   transport of the timing tests). ``scripts/bench_http.py`` (nginx, 16 tasks, 4,000
-  requests, 3 rounds), microseconds of CPU per request: the fetcher 644-653, httpx's
-  ``AsyncClient`` alone 836-1148, httpcore's pool alone 511-592, an h11 loop 168-231;
+  requests, 3 rounds; figures in its docstring) gives the CPU per request of each layer;
 * the whole exchange runs under a deadline (``request_timeout``): httpx's read timeout resets
   on every byte and does not bound a server that drips one byte a second;
 * every connection goes through :class:`GuardedBackend`, which resolves the name through one
@@ -29,15 +31,15 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
 * httpx and httpcore errors are translated here, and only here, into
   :class:`~trio_crawler.FetchError` with a :class:`~trio_crawler.FailureKind`.
 
-Pool layout: by default one connection pool per fetch task (``clients = concurrency``), each
-request going to the next pool in turn. httpcore's pool scans every connection for every
-waiting request (encode/httpcore#1035), so one shared pool costs more as concurrency rises.
-Measured with ``scripts/bench_clients.py`` on the benchmark site (nginx, 16 fetchers, 4,000
-pages, a shared 2-core machine): one shared pool 2.0-2.9 ms of CPU per page, sixteen pools
-1.8-2.1 ms (10-25 % less); the profile's ``is_idle``/``_assign_requests_to_connections``
-entries (13 % of the time with one pool) disappear. httpx2/httpcore2 2.16 (same API, with the
-upstream pool fix) measured no better behind this module (0.72-0.78 ms CPU per request
-against 0.65-0.80 for httpx 0.28 with per-task pools), so httpx stays.
+Connections: one :class:`Connections` for the crawl's direct requests, and per fetch task
+(``clients = concurrency``) one :class:`GuardedTransport` with its own proxy pools, each
+request going to the next in turn. httpcore's pool scans every connection for every waiting
+request (encode/httpcore#1035), so one shared pool costs more as concurrency rises: measured
+with ``scripts/bench_clients.py`` (nginx, 16 fetchers, 4,000 pages, a shared 2-core
+machine), one shared pool 2.0-2.9 ms of CPU per page, sixteen pools 1.8-2.1 ms. Direct
+requests no longer use a pool at all (:mod:`._connections`). httpx2/httpcore2 2.16 (same
+API, with the upstream pool fix) measured no better behind this module (0.72-0.78 ms CPU per
+request against 0.65-0.80 for httpx 0.28 with per-task pools), so httpx stays.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ import httpcore
 import httpx
 import trio
 
+from ._connections import Connections
 from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
 from ._exceptions import FailureKind, FetchError, SettingsError
 from ._settings import Settings
@@ -661,6 +664,10 @@ def split_target(url: str) -> Target:
 _DECODED = "trio_crawler.decoded"
 
 
+#: Seconds an idle keep-alive connection is kept.
+KEEPALIVE_EXPIRY = 30.0
+
+
 class Exchanger(Protocol):
     """Sends one request and returns httpcore's response, its body still to be read."""
 
@@ -689,6 +696,7 @@ class GuardedTransport:
         max_connections: int,
         routes: ProxyRoutes | None = None,
         capture_ip: bool = False,
+        direct: Connections | None = None,
     ) -> None:
         self._guard = guard
         self._resolver = resolver
@@ -696,35 +704,28 @@ class GuardedTransport:
         self._max_connections = max_connections
         self._routes = routes
         self._capture_ip = capture_ip
-        self._backend = GuardedBackend(guard, resolver)
-        self._direct: httpcore.AsyncConnectionPool | None = None
+        self._direct = direct or Connections(
+            GuardedBackend(guard, resolver),
+            ssl_context=ssl_context,
+            max_idle=max_connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
         self._proxied: dict[str, httpcore.AsyncConnectionPool] = {}
         self._closed = False
 
-    def _pool(self, proxy: ProxyTarget | None) -> httpcore.AsyncConnectionPool:
-        if self._closed:
-            raise RuntimeError("transport is closed")
-        if proxy is None:
-            if self._direct is None:
-                self._direct = self._make_pool(self._backend, None)
-            return self._direct
+    def _proxy_pool(self, proxy: ProxyTarget) -> httpcore.AsyncConnectionPool:
         pool = self._proxied.get(proxy.key)
         if pool is None:
             backend = GuardedBackend(self._guard, self._resolver, proxy=(proxy.host, proxy.port))
-            pool = self._proxied[proxy.key] = self._make_pool(backend, proxy)
+            pool = self._proxied[proxy.key] = httpcore.AsyncConnectionPool(
+                ssl_context=self._ssl_context,
+                proxy=proxy.to_httpcore(self._ssl_context),
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+                network_backend=backend,
+            )
         return pool
-
-    def _make_pool(
-        self, backend: httpcore.AsyncNetworkBackend, proxy: ProxyTarget | None
-    ) -> httpcore.AsyncConnectionPool:
-        return httpcore.AsyncConnectionPool(
-            ssl_context=self._ssl_context,
-            proxy=None if proxy is None else proxy.to_httpcore(self._ssl_context),
-            max_connections=self._max_connections,
-            max_keepalive_connections=self._max_connections,
-            keepalive_expiry=30.0,
-            network_backend=backend,
-        )
 
     async def _check_target(self, host: str, port: int) -> None:
         """Through a proxy only the target's name can be checked: every address must pass."""
@@ -746,7 +747,8 @@ class GuardedTransport:
             if proxy is not None:
                 port = target.port or _DEFAULT_PORTS[target.scheme]
                 await self._check_target(target.host, port)
-        pool = self._pool(proxy)
+        if self._closed:
+            raise RuntimeError("transport is closed")
         req = httpcore.Request(
             b"GET",
             httpcore.URL(
@@ -759,19 +761,20 @@ class GuardedTransport:
             extensions=extensions,
         )
         if proxy is None:
-            resp = await pool.handle_async_request(req)
+            resp = await self._direct.exchange(req)
             if self._capture_ip:
                 resp.extensions = {**resp.extensions, "server_ip": _peer_ip(resp.extensions)}
             return resp
-        return await _through_proxy(pool, req)
+        return await _through_proxy(self._proxy_pool(proxy), req)
 
     async def aclose(self) -> None:
+        """Closes the proxy pools and the direct connections (shared ones too)."""
         self._closed = True
-        pools = [p for p in (self._direct, *self._proxied.values()) if p is not None]
-        self._direct = None
+        pools = list(self._proxied.values())
         self._proxied = {}
         for pool in pools:
             await pool.aclose()
+        await self._direct.aclose()
 
 
 class HttpxExchanger:
@@ -953,6 +956,10 @@ def _kind_of(exc: BaseException) -> FailureKind:
     return FailureKind.OTHER
 
 
+#: Idle connections kept beyond ``concurrency`` (hosts the crawl comes back to).
+_SPARE_IDLE = 16
+
+
 class Fetcher:
     """Owns the HTTP client(s) of one crawl. Use as ``async with Fetcher(settings) as f``."""
 
@@ -1009,6 +1016,14 @@ class Fetcher:
         # both raise a one-line SettingsError (a missing CA file, a bad proxy in the environment)
         ctx = make_ssl_context(s)
         routes = ProxyRoutes.from_settings(s)
+        # one set of direct connections for the crawl (no pool scan: _connections.py); the
+        # proxy pools stay one per client
+        direct = Connections(
+            GuardedBackend(self.guard, self.resolver),
+            ssl_context=ctx,
+            max_idle=s.concurrency + _SPARE_IDLE,
+            keepalive_expiry=KEEPALIVE_EXPIRY,
+        )
         for _ in range(self._n_clients):
             self._exchangers.append(
                 GuardedTransport(
@@ -1018,6 +1033,7 @@ class Fetcher:
                     max_connections=per_client + 4,
                     routes=routes,
                     capture_ip=self._capture,
+                    direct=direct,
                 )
             )
         return self
