@@ -11,10 +11,12 @@ every request and every response close, scans its connections to assign them
 ``scripts/bench_http.py`` (nginx, 16 tasks, 4,000 requests) measured the pool at 536-633 µs
 of CPU per request and a bare ``AsyncHTTPConnection`` at 387-449.
 
-The connections are httpcore's own public ``AsyncHTTPConnection`` objects: connecting
-(through the fetcher's guarded backend), TLS with ALPN ``http/1.1``, the HTTP/1.1 exchange
-with h11, keep-alive expiry and the check that the server has not closed an idle connection
-(``has_expired``) are all httpcore's, exactly as inside its pool.
+The connections are httpcore's own public ``AsyncHTTP11Connection`` objects: the HTTP/1.1
+exchange with h11, keep-alive expiry and the check that the server has not closed an idle
+connection (``has_expired``) are all httpcore's, exactly as inside its pool. Opening one is
+what httpcore's ``AsyncHTTPConnection`` does (:meth:`Connections._connect`): the fetcher's
+guarded backend dials, then TLS with ALPN ``http/1.1``. Holding the HTTP/1.1 connection
+itself skips that wrapper's per-request lock (a Trio checkpoint each).
 
 * A connection is *busy* from the request until its response is closed, then goes back to
   its origin's idle set if it can serve another request (``is_idle``), else it is dropped
@@ -54,13 +56,14 @@ class Connections:
         keepalive_expiry: float,
     ) -> None:
         self._backend = backend
+        ssl_context.set_alpn_protocols(["http/1.1"])
         self._ssl_context = ssl_context
         self._max_idle = max(1, max_idle)
         self._expiry = keepalive_expiry
         # per origin, an ordered set (dict) of idle connections; and all idle ones, oldest first
-        self._idle: dict[_Key, dict[httpcore.AsyncHTTPConnection, None]] = {}
-        self._lru: dict[httpcore.AsyncHTTPConnection, tuple[_Key, float]] = {}
-        self._busy: set[httpcore.AsyncHTTPConnection] = set()
+        self._idle: dict[_Key, dict[httpcore.AsyncHTTP11Connection, None]] = {}
+        self._lru: dict[httpcore.AsyncHTTP11Connection, tuple[_Key, float]] = {}
+        self._busy: set[httpcore.AsyncHTTP11Connection] = set()
         self._closed = False
 
     def idle_count(self) -> int:
@@ -77,11 +80,9 @@ class Connections:
         key: _Key = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
         conn = await self._take(key)
         if conn is None:
-            conn = httpcore.AsyncHTTPConnection(
-                httpcore.Origin(*key),
-                ssl_context=self._ssl_context,
-                keepalive_expiry=self._expiry,
-                network_backend=self._backend,
+            stream = await self._connect(key, request)
+            conn = httpcore.AsyncHTTP11Connection(
+                httpcore.Origin(*key), stream, keepalive_expiry=self._expiry
             )
         self._busy.add(conn)
         try:
@@ -93,7 +94,25 @@ class Connections:
         response.stream = _Releasing(response.stream, self, key, conn)
         return response
 
-    async def _take(self, key: _Key) -> httpcore.AsyncHTTPConnection | None:
+    async def _connect(self, key: _Key, request: httpcore.Request) -> httpcore.AsyncNetworkStream:
+        """A new connection to ``key``, TLS for https: as httpcore's ``AsyncHTTPConnection``
+        connects (the connect timeout for both steps, SNI from the ``sni_hostname``
+        extension or the host), HTTP/1.1 only."""
+        scheme, host, port = key
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        name = host.decode("ascii")
+        stream = await self._backend.connect_tcp(name, port, timeout=timeout)
+        if scheme != b"https":
+            return stream
+        try:
+            sni = request.extensions.get("sni_hostname") or name
+            return await stream.start_tls(self._ssl_context, server_hostname=sni, timeout=timeout)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            raise
+
+    async def _take(self, key: _Key) -> httpcore.AsyncHTTP11Connection | None:
         lru = self._lru
         if lru:
             # the oldest idle connection goes once its keep-alive time is over (O(1))
@@ -113,7 +132,7 @@ class Connections:
             return conn
         return None
 
-    async def _drop(self, conn: httpcore.AsyncHTTPConnection) -> None:
+    async def _drop(self, conn: httpcore.AsyncHTTP11Connection) -> None:
         key = self._lru.pop(conn)[0]
         idle = self._idle[key]
         del idle[conn]
@@ -121,7 +140,7 @@ class Connections:
             del self._idle[key]
         await _close(conn)
 
-    async def _release(self, key: _Key, conn: httpcore.AsyncHTTPConnection) -> None:
+    async def _release(self, key: _Key, conn: httpcore.AsyncHTTP11Connection) -> None:
         self._busy.discard(conn)
         if conn.is_closed():
             return
@@ -143,7 +162,7 @@ class Connections:
             await _close(conn)
 
 
-async def _close(conn: httpcore.AsyncHTTPConnection) -> None:
+async def _close(conn: httpcore.AsyncHTTP11Connection) -> None:
     """Close a connection; one that is already broken changes nothing."""
     with contextlib.suppress(httpcore.NetworkError, httpcore.ProtocolError, OSError):
         await conn.aclose()
@@ -155,7 +174,7 @@ class _Releasing:
     __slots__ = ("_conn", "_key", "_owner", "_released", "_stream")
 
     def __init__(
-        self, stream: Any, owner: Connections, key: _Key, conn: httpcore.AsyncHTTPConnection
+        self, stream: Any, owner: Connections, key: _Key, conn: httpcore.AsyncHTTP11Connection
     ) -> None:
         self._stream = stream
         self._owner = owner
