@@ -7,9 +7,11 @@ crawler does not need. The engine already bounds how many requests are in flight
 limiters), so nothing here waits for a free slot: a request takes an idle connection to its
 origin if there is one, or opens a new one. The pool instead queues every request and, on
 every request and every response close, scans its connections to assign them
-(encode/httpcore#1035). That bookkeeping was about a third of httpcore's CPU per request:
-``scripts/bench_http.py`` (nginx, 16 tasks, 4,000 requests) measured the pool at 536-633 µs
-of CPU per request and a bare ``AsyncHTTPConnection`` at 387-449.
+(encode/httpcore#1035). That bookkeeping is about a fifth of httpcore's CPU per request:
+``scripts/bench_http.py`` (nginx, 16 tasks, 4,000 requests, 3 rounds) measured httpcore's
+pool alone at 515-645 µs of CPU per request and one bare connection per task at 425-493; the
+whole fetcher (guard, decoding, this module) at 413-538, where it was 530-643 through the
+pools (interleaved runs of both versions).
 
 The connections are httpcore's own public ``AsyncHTTP11Connection`` objects: the HTTP/1.1
 exchange with h11, keep-alive expiry and the check that the server has not closed an idle

@@ -38,8 +38,9 @@ request (encode/httpcore#1035), so one shared pool costs more as concurrency ris
 with ``scripts/bench_clients.py`` (nginx, 16 fetchers, 4,000 pages, a shared 2-core
 machine), one shared pool 2.0-2.9 ms of CPU per page, sixteen pools 1.8-2.1 ms. Direct
 requests no longer use a pool at all (:mod:`._connections`). httpx2/httpcore2 2.16 (same
-API, with the upstream pool fix) measured no better behind this module (0.72-0.78 ms CPU per
-request against 0.65-0.80 for httpx 0.28 with per-task pools), so httpx stays.
+API, with the upstream pool fix) measured no better behind this module while it used the
+pools (0.72-0.78 ms CPU per request against 0.65-0.80 for httpx 0.28 with per-task pools);
+the pool fix no longer applies to direct requests, so httpx stays.
 """
 
 from __future__ import annotations
