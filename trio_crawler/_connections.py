@@ -90,8 +90,10 @@ class Connections:
         try:
             response = await conn.handle_async_request(request)
         except BaseException:
-            with trio.CancelScope(shield=True):
-                await self._release(key, conn)
+            doomed = self._settle(key, conn)
+            if doomed is not None:
+                with trio.CancelScope(shield=True):
+                    await _close(doomed)
             raise
         response.stream = _Releasing(response.stream, self, key, conn)
         return response
@@ -120,7 +122,7 @@ class Connections:
             # the oldest idle connection goes once its keep-alive time is over (O(1))
             oldest = next(iter(lru))
             if time.monotonic() - lru[oldest][1] > self._expiry:
-                await self._drop(oldest)
+                await _close(self._unlink(oldest))
         idle = self._idle.get(key)
         while idle:
             conn, _ = idle.popitem()  # the most recently used
@@ -134,25 +136,30 @@ class Connections:
             return conn
         return None
 
-    async def _drop(self, conn: httpcore.AsyncHTTP11Connection) -> None:
+    def _unlink(self, conn: httpcore.AsyncHTTP11Connection) -> httpcore.AsyncHTTP11Connection:
+        """Take an idle connection out of the idle sets (the caller closes it)."""
         key = self._lru.pop(conn)[0]
         idle = self._idle[key]
         del idle[conn]
         if not idle:
             del self._idle[key]
-        await _close(conn)
+        return conn
 
-    async def _release(self, key: _Key, conn: httpcore.AsyncHTTP11Connection) -> None:
+    def _settle(
+        self, key: _Key, conn: httpcore.AsyncHTTP11Connection
+    ) -> httpcore.AsyncHTTP11Connection | None:
+        """A busy connection is done: back to its origin's idle set if it can serve again.
+        Returns the connection to close, if any (this one, or the least recently used)."""
         self._busy.discard(conn)
         if conn.is_closed():
-            return
+            return None
         if self._closed or not conn.is_idle():
-            await _close(conn)
-            return
+            return conn
         self._idle.setdefault(key, {})[conn] = None
         self._lru[conn] = (key, time.monotonic())
         if len(self._lru) > self._max_idle:
-            await self._drop(next(iter(self._lru)))
+            return self._unlink(next(iter(self._lru)))
+        return None
 
     async def aclose(self) -> None:
         self._closed = True
@@ -195,5 +202,8 @@ class _Releasing:
         finally:
             if not self._released:
                 self._released = True
-                with trio.CancelScope(shield=True):
-                    await self._owner._release(self._key, self._conn)
+                # giving the connection back does not await; only a close does (shielded)
+                doomed = self._owner._settle(self._key, self._conn)
+                if doomed is not None:
+                    with trio.CancelScope(shield=True):
+                        await _close(doomed)
