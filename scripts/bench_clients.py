@@ -1,7 +1,10 @@
 """One shared connection pool against one per fetch task: CPU per page of a real crawl.
 
 Crawls a site you serve (e.g. the benchmark's nginx: ``scripts/bench`` leaves the generated
-site under /tmp/trio-crawler-bench) with ``clients`` pools and prints pages/s and CPU per page::
+site under /tmp/trio-crawler-bench) with ``clients`` pools and prints pages/s and CPU per page.
+Direct requests no longer use pools (``trio_crawler/_connections.py``): ``clients`` now sets
+only the number of proxy pools, so on a direct crawl the figures should be the same; this
+script measured the per-task pools that the fetcher's docstring cites::
 
     .venv/bin/python scripts/bench_clients.py http://127.0.0.1:18765/ --clients 1 16 --pages 4000
 """

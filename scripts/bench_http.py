@@ -8,8 +8,9 @@ rounds, and prints microseconds of CPU per request:
 * ``httpx``: ``httpx.AsyncClient.get`` per task, the body streamed (what the fetcher cost when
   it went through httpx's request and response models);
 * ``httpcore``: httpcore's pool alone, no guard, no decoding;
-* ``connection``: one httpcore ``AsyncHTTPConnection`` per task, no pool (what the fetcher's
-  :class:`~trio_crawler._connections.Connections` hands out);
+* ``connection``: one httpcore ``AsyncHTTPConnection`` per task, no pool (the HTTP/1.1
+  connection that :class:`~trio_crawler._connections.Connections` holds, inside httpcore's
+  connecting wrapper, which adds a lock per request);
 * ``h11``: the naive crawler's keep-alive loop on h11 and a Trio socket
   (``bench_naive.H11Connection``: a floor, not a client).
 

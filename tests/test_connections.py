@@ -85,6 +85,32 @@ async def settle() -> None:
         await trio.sleep(0.01)
 
 
+def connections(*, max_idle: int, expiry: float = 30.0) -> Connections:
+    backend = GuardedBackend(AddressGuard(allow_private=True), Resolver())
+    return Connections(
+        backend,
+        ssl_context=ssl.create_default_context(),
+        max_idle=max_idle,
+        keepalive_expiry=expiry,
+    )
+
+
+def get(server: Counting, path: str) -> httpcore.Request:
+    return httpcore.Request(
+        b"GET",
+        httpcore.URL(scheme=b"http", host=b"127.0.0.1", port=server.port, target=path.encode()),
+        headers=[(b"Host", f"127.0.0.1:{server.port}".encode())],
+    )
+
+
+async def exchange(conns: Connections, server: Counting, path: str = "/a") -> bytes:
+    response = await conns.exchange(get(server, path))
+    try:
+        return await response.aread()
+    finally:
+        await response.aclose()
+
+
 async def test_keep_alive_one_connection_for_sequential_requests() -> None:
     with trio.fail_after(LIMIT):
         async with counting_server() as server, Fetcher(settings()) as fetcher:
@@ -141,37 +167,9 @@ async def test_a_cancelled_request_leaves_nothing_busy() -> None:
             with trio.move_on_after(0):
                 await conns.exchange(get(server, "/a"))
             assert conns.busy_count() == 0 and conns.idle_count() == 0
-            response = await conns.exchange(get(server, "/a"))
-            assert await response.aread() == OK
-            await response.aclose()
+            assert await exchange(conns, server) == OK
             assert conns.idle_count() == 1
             await conns.aclose()
-
-
-def connections(*, max_idle: int, expiry: float = 30.0) -> Connections:
-    backend = GuardedBackend(AddressGuard(allow_private=True), Resolver())
-    return Connections(
-        backend,
-        ssl_context=ssl.create_default_context(),
-        max_idle=max_idle,
-        keepalive_expiry=expiry,
-    )
-
-
-def get(server: Counting, path: str) -> httpcore.Request:
-    return httpcore.Request(
-        b"GET",
-        httpcore.URL(scheme=b"http", host=b"127.0.0.1", port=server.port, target=path.encode()),
-        headers=[(b"Host", f"127.0.0.1:{server.port}".encode())],
-    )
-
-
-async def exchange(conns: Connections, server: Counting, path: str = "/a") -> bytes:
-    response = await conns.exchange(get(server, path))
-    try:
-        return await response.aread()
-    finally:
-        await response.aclose()
 
 
 async def test_idle_connections_are_bounded_least_recently_used_first() -> None:
@@ -223,7 +221,7 @@ async def test_fetcher_closes_every_connection() -> None:
                 await fetcher.fetch(server.url("/a"))
 
 
-async def test_refused_connection_is_a_failure_and_nothing_leaks() -> None:
+async def test_refused_connection_is_a_connect_failure() -> None:
     with trio.fail_after(LIMIT):
         async with counting_server() as server:
             port = server.port

@@ -42,6 +42,8 @@ from typing import Any
 import httpcore
 import trio
 
+from ._urls import _DEFAULT_PORTS
+
 #: An origin as httpcore spells it: scheme, host, port.
 _Key = tuple[bytes, bytes, int]
 
@@ -79,7 +81,7 @@ class Connections:
         if self._closed:
             raise RuntimeError("connections are closed")
         url = request.url
-        key: _Key = (url.scheme, url.host, url.port or (443 if url.scheme == b"https" else 80))
+        key: _Key = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme.decode("ascii")])
         conn = await self._take(key)
         if conn is None:
             stream = await self._connect(key, request)

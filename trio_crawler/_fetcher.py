@@ -31,9 +31,9 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
 * httpx and httpcore errors are translated here, and only here, into
   :class:`~trio_crawler.FetchError` with a :class:`~trio_crawler.FailureKind`.
 
-Connections: one :class:`Connections` for the crawl's direct requests, and per fetch task
-(``clients = concurrency``) one :class:`GuardedTransport` with its own proxy pools, each
-request going to the next in turn. httpcore's pool scans every connection for every waiting
+Connections: one :class:`Connections` for the crawl's direct requests; with proxies, per
+fetch task (``clients = concurrency``) one :class:`GuardedTransport` with its own proxy pools,
+each request going to the next in turn. httpcore's pool scans every connection for every waiting
 request (encode/httpcore#1035), so one shared pool costs more as concurrency rises: measured
 with ``scripts/bench_clients.py`` (nginx, 16 fetchers, 4,000 pages, a shared 2-core
 machine), one shared pool 2.0-2.9 ms of CPU per page, sixteen pools 1.8-2.1 ms. Direct
@@ -680,12 +680,13 @@ class Exchanger(Protocol):
 
 
 class GuardedTransport:
-    """httpcore pools whose connections go through the guard.
+    """Routes a request: to the crawl's ``direct`` connections, or to an httpcore pool per
+    proxy (``routes``; each pool made on first use, its connections through the guard).
 
-    The fetcher talks to httpcore directly (why, and the figures: the module docstring). One
-    direct pool and one pool per proxy (``routes``), each made on first use. httpcore errors
-    are left as they are and translated by :meth:`Fetcher.fetch`. With ``capture_ip`` a
-    direct response's extensions carry ``"server_ip"``.
+    The fetcher talks to httpcore directly (why, and the figures: the module docstring).
+    ``max_connections`` bounds each proxy pool. httpcore errors are left as they are and
+    translated by :meth:`Fetcher.fetch`. With ``capture_ip`` a direct response's extensions
+    carry ``"server_ip"``.
     """
 
     def __init__(
@@ -697,7 +698,7 @@ class GuardedTransport:
         max_connections: int,
         routes: ProxyRoutes | None = None,
         capture_ip: bool = False,
-        direct: Connections | None = None,
+        direct: Connections,
     ) -> None:
         self._guard = guard
         self._resolver = resolver
@@ -705,12 +706,7 @@ class GuardedTransport:
         self._max_connections = max_connections
         self._routes = routes
         self._capture_ip = capture_ip
-        self._direct = direct or Connections(
-            GuardedBackend(guard, resolver),
-            ssl_context=ssl_context,
-            max_idle=max_connections,
-            keepalive_expiry=KEEPALIVE_EXPIRY,
-        )
+        self._direct = direct
         self._proxied: dict[str, httpcore.AsyncConnectionPool] = {}
         self._closed = False
 
@@ -1018,14 +1014,14 @@ class Fetcher:
         ctx = make_ssl_context(s)
         routes = ProxyRoutes.from_settings(s)
         # one set of direct connections for the crawl (no pool scan: _connections.py); the
-        # proxy pools stay one per client
+        # proxy pools stay one per client, and without proxies one transport is enough
         direct = Connections(
             GuardedBackend(self.guard, self.resolver),
             ssl_context=ctx,
             max_idle=s.concurrency + _SPARE_IDLE,
             keepalive_expiry=KEEPALIVE_EXPIRY,
         )
-        for _ in range(self._n_clients):
+        for _ in range(self._n_clients if routes is not None else 1):
             self._exchangers.append(
                 GuardedTransport(
                     self.guard,
