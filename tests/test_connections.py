@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpcore
@@ -229,3 +229,123 @@ async def test_refused_connection_is_a_connect_failure() -> None:
             with pytest.raises(FetchError) as info:
                 await fetcher.fetch(f"http://127.0.0.1:{port}/")
             assert info.value.kind.value == "connect"
+
+
+# ------------------------------------------------------------------ the HTTP/1.1 exchange
+
+WHOLE = head(content_type="text/html", content_length=str(len(OK))) + OK
+
+
+@asynccontextmanager
+async def raw_server(
+    answer: Callable[[int, int], bytes | None], *, close_after: bool = False
+) -> AsyncIterator[tuple[int, list[int]]]:
+    """A server that reads request heads and sends ``answer(connection, request)`` for each
+    (both counted from 1), or closes the connection without a word for ``None``; with
+    ``close_after`` it closes after each answer. Yields the port and the number of requests
+    seen on each connection."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    seen: list[int] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        seen.append(0)
+        number = len(seen)
+        buffer = b""
+        async with stream:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    _, buffer = buffer.split(b"\r\n\r\n", 1)
+                    seen[number - 1] += 1
+                    reply = answer(number, seen[number - 1])
+                    if reply is None:
+                        return
+                    await stream.send_all(reply)
+                    if close_after:
+                        return
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        yield listeners[0].socket.getsockname()[1], seen
+        nursery.cancel_scope.cancel()
+
+
+async def raw_fetch(port: int, path: str = "/") -> tuple[int, bytes]:
+    async with Fetcher(settings()) as fetcher:
+        result = await fetcher.fetch(f"http://127.0.0.1:{port}{path}")
+        return result.status, result.body
+
+
+async def test_an_idle_connection_closed_by_the_server_as_a_request_goes_out_is_resent() -> None:
+    # the server answers the first request on each connection and closes at the second, as
+    # a server does when its keep-alive time runs out just as the request arrives
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda _, request: WHOLE if request == 1 else None) as (port, seen):
+            async with Fetcher(settings()) as fetcher:
+                for i in range(3):
+                    result = await fetcher.fetch(f"http://127.0.0.1:{port}/p{i}")
+                    assert (result.status, result.body) == (200, OK)
+            # each later request went out twice: on the stale connection, then on a new one
+            assert seen == [2, 2, 1]
+
+
+async def test_a_close_before_any_answer_is_resent_once_only() -> None:
+    with trio.fail_after(LIMIT):
+        only_first = lambda conn, request: WHOLE if (conn, request) == (1, 1) else None  # noqa: E731
+        async with raw_server(only_first) as (port, seen):
+            async with Fetcher(settings()) as fetcher:
+                assert (await fetcher.fetch(f"http://127.0.0.1:{port}/a")).status == 200
+                # connection 1 closes at its second request; the resend's new connection closes
+                # too: that is the server's answer, a failure, not another resend
+                seen_before = list(seen)
+                with pytest.raises(FetchError) as info:
+                    await fetcher.fetch(f"http://127.0.0.1:{port}/b")
+            assert info.value.kind.value == "reset"
+            assert "Server disconnected without sending a response" in str(info.value)
+            assert seen_before == [1] and seen == [2, 1]
+
+
+async def test_a_close_on_a_new_connection_is_not_resent() -> None:
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda *_: None) as (port, seen):
+            with pytest.raises(FetchError) as info:
+                await raw_fetch(port)
+            assert info.value.kind.value == "reset"
+            assert seen == [1]
+
+
+async def test_informational_answers_are_skipped() -> None:
+    early = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\n"
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda *_: early + WHOLE) as (port, seen):
+            async with Fetcher(settings()) as fetcher:
+                for path in ("/a", "/b"):
+                    result = await fetcher.fetch(f"http://127.0.0.1:{port}{path}")
+                    assert (result.status, result.body) == (200, OK)
+            assert seen == [2]  # and the connection was kept
+
+
+async def test_an_unasked_switching_protocols_is_a_protocol_failure() -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nnot http"
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda conn, _: switch if conn == 1 else WHOLE) as (port, seen):
+            async with Fetcher(settings()) as fetcher:
+                with pytest.raises(FetchError) as info:
+                    await fetcher.fetch(f"http://127.0.0.1:{port}/a")
+                assert info.value.kind.value == "protocol"
+                second = await fetcher.fetch(f"http://127.0.0.1:{port}/b")
+                assert (second.status, second.body) == (200, OK)
+            assert len(seen) == 2  # the switched connection was not reused
+
+
+async def test_chunked_and_read_to_close_bodies() -> None:
+    chunked = head(transfer_encoding="chunked") + b"3\r\n<p>\r\n6\r\nok</p>\r\n0\r\n\r\n"
+    to_close = b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n\r\n" + OK
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda conn, _: chunked if conn == 1 else None) as (port, _):
+            assert await raw_fetch(port) == (200, OK)
+        async with raw_server(lambda *_: to_close, close_after=True) as (port, _):
+            assert await raw_fetch(port) == (200, OK)

@@ -234,7 +234,11 @@ async def test_malformed_responses_are_failures_of_their_page_only() -> None:
     assert found["/ok"].status == 200 and found["/ok2"].status == 200
     # every one of these kinds is worth one more try (max_retries=1)
     assert stats.retries == len(MALFORMED)
-    assert all(server.count(path) == 2 for path in MALFORMED)
+    # an answer-less close or reset on a reused keep-alive connection is sent once more, on a
+    # new connection, below the retry (the server may have closed an idle connection)
+    resent = {"/empty-close", "/empty-reset"}
+    assert all(server.count(path) == 2 for path in MALFORMED if path not in resent)
+    assert all(2 <= server.count(path) <= 4 for path in resent)
     assert stats.pages_failed == len(MALFORMED)
     assert stats.elapsed < 5
 

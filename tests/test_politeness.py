@@ -1046,7 +1046,10 @@ async def test_connection_errors_are_retried() -> None:
     site = Site({"/robots.txt": text("", 404)})
     site.add_raw("/x", hang_up)
     items, _, server = await crawl_site(site, "/x")
-    assert server.count("/x") == 3
+    # three attempts; the first, on robots.txt's keep-alive connection, is sent once more on
+    # a new one (a close before any answer on a reused connection is the server closing it
+    # as idle)
+    assert server.count("/x") == 4
     assert items[0].error_kind in ("reset", "protocol", "connect")
 
 
