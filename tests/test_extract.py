@@ -682,3 +682,10 @@ def test_robots_directives_full_user_agent_string() -> None:
     assert robots_directives(["trio-crawler: noindex"], ua) == {"noindex"}
     assert robots_directives(["trio: noindex"], ua) == frozenset()
     assert robots_directives(["noindex"], "") == {"noindex"}
+
+
+def test_a_base_without_href_is_passed_over() -> None:
+    html = '<base target="_blank"><base href="/b/"><a href="x">x</a><meta name="robots">'
+    result = run(html)
+    assert [link.url for link in result.links] == ["https://example.com/b/x"]
+    assert result.meta_robots == frozenset()

@@ -51,6 +51,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -333,54 +334,77 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await trio.sleep(seconds)
 
 
-#: What a trio socket raises when the connection breaks or is closed under a read or write.
+#: What a read or write raises when the connection breaks or is closed under it.
 _SOCKET_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 class _PlainStream(httpcore.AsyncNetworkStream):
-    """A plain TCP connection: httpcore's Trio stream, with reads and writes on its socket.
+    """A plain TCP connection: httpcore's Trio stream, read and written by its descriptor.
 
     Every request makes a write and two or three reads; httpcore's stream wraps each in an
-    exception-mapping context manager, a cancel scope and trio's ``SocketStream`` checks. This
-    one calls the socket directly (a plain cancel scope when there is a timeout), which is a
-    measurable share of the crawler's CPU per page. TLS (``start_tls``), the extra information
-    (addresses, ``is_readable``) and closing stay with the inner stream.
+    exception-mapping context manager, a cancel scope and trio's ``SocketStream`` checks, and
+    trio's socket wraps each system call in another (async) context manager. Here a read or
+    write is the system call itself, between the checkpoints trio's socket would make
+    (:func:`trio.lowlevel.checkpoint_if_cancelled` before, a yield after a call that did not
+    wait), and the timeout's cancel scope exists only while it waits for the socket. TLS
+    (``start_tls``), the extra information (addresses, ``is_readable``) and closing stay with
+    the inner stream.
     """
 
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
-        self._sock: trio.socket.SocketType = inner.get_extra_info("socket")
+        sock: trio.socket.SocketType = inner.get_extra_info("socket")
+        self._fd = sock.fileno()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        fd = self._fd
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            if timeout is None:
-                return await self._sock.recv(max_bytes)
-            with trio.move_on_after(timeout):
-                return await self._sock.recv(max_bytes)
+            data = os.read(fd, max_bytes)
+        except BlockingIOError:
+            pass
         except _SOCKET_ERRORS as exc:
             raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                while True:
+                    await trio.lowlevel.wait_readable(fd)
+                    try:
+                        return os.read(fd, max_bytes)
+                    except BlockingIOError:
+                        pass
+            except _SOCKET_ERRORS as exc:
+                raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
         raise httpcore.ReadTimeout("read timed out")
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if not buffer:
             return
+        fd = self._fd
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            if timeout is None:
-                await self._send_all(buffer)
-                return
-            with trio.move_on_after(timeout):
-                await self._send_all(buffer)
-                return
+            sent = os.write(fd, buffer)
+        except BlockingIOError:
+            sent = 0
         except _SOCKET_ERRORS as exc:
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
+        if sent == len(buffer):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        view = memoryview(buffer)
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                while sent < len(buffer):
+                    await trio.lowlevel.wait_writable(fd)
+                    with contextlib.suppress(BlockingIOError):
+                        sent += os.write(fd, view[sent:])
+                return
+            except _SOCKET_ERRORS as exc:
+                raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
         raise httpcore.WriteTimeout("write timed out")
-
-    async def _send_all(self, buffer: bytes) -> None:
-        sent = await self._sock.send(buffer)
-        if sent < len(buffer):
-            view = memoryview(buffer)
-            while sent < len(buffer):
-                sent += await self._sock.send(view[sent:])
 
     async def aclose(self) -> None:
         await self._inner.aclose()
