@@ -21,6 +21,7 @@ from hostile import head, raw
 from trio_crawler._connections import Connections
 from trio_crawler._exceptions import FetchError
 from trio_crawler._fetcher import AddressGuard, Fetcher, GuardedBackend, Resolver
+from trio_crawler._http11 import request_head
 from trio_crawler._settings import Settings
 from trio_crawler.testing import Response, Site, SiteServer
 from trio_crawler.testing import _handle_connection as handle_http_connection
@@ -349,3 +350,89 @@ async def test_chunked_and_read_to_close_bodies() -> None:
             assert await raw_fetch(port) == (200, OK)
         async with raw_server(lambda *_: to_close, close_after=True) as (port, _):
             assert await raw_fetch(port) == (200, OK)
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        (b"/a b", []),
+        (b"/a\r\nX-Injected: 1", []),
+        (b"/", [(b"X-Ok", b"fine\r\nX-Injected: 1")]),
+        (b"/", [(b"X-Ok", b"nul\x00")]),
+        (b"/", [(b"Bad Name", b"v")]),
+        (b"/", [(b"X-Ok", b" leading space")]),
+    ],
+)
+def test_a_request_that_could_be_split_is_refused(
+    target: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    with pytest.raises(httpcore.LocalProtocolError):
+        request_head(b"GET", target, headers)
+
+
+def test_a_request_head() -> None:
+    head_bytes = request_head(b"GET", b"/p?q=1", [(b"Host", b"a.example"), (b"X-E", b"")])
+    assert head_bytes == b"GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nX-E: \r\n\r\n"
+
+
+async def test_http_1_0_keeps_the_connection_only_when_it_says_keep_alive() -> None:
+    plain = b"HTTP/1.0 200 OK\r\ncontent-length: 9\r\n\r\n" + OK
+    kept = b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 9\r\n\r\n" + OK
+    with trio.fail_after(LIMIT):
+        for reply, connections_used in ((plain, 2), (kept, 1)):
+            async with raw_server(lambda *_, r=reply: r) as (port, seen):
+                async with Fetcher(settings()) as fetcher:
+                    for path in ("/a", "/b"):
+                        result = await fetcher.fetch(f"http://127.0.0.1:{port}{path}")
+                        assert (result.status, result.body) == (200, OK)
+                        assert result.http_version == "HTTP/1.0"
+                assert len(seen) == connections_used
+
+
+async def test_bodiless_statuses_and_trailers() -> None:
+    replies = {
+        1: b"HTTP/1.1 204 No Content\r\n\r\n",
+        2: b"HTTP/1.1 304 Not Modified\r\netag: x\r\n\r\n",
+        3: head(transfer_encoding="chunked") + b"9\r\n" + OK + b"\r\n0\r\nx-trailer: t\r\n\r\n",
+        4: WHOLE,
+    }
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda _, request: replies[request]) as (port, seen):
+            async with Fetcher(settings()) as fetcher:
+                got = [await fetcher.fetch(f"http://127.0.0.1:{port}/{i}") for i in range(4)]
+            assert [(r.status, r.body) for r in got] == [
+                (204, b""),
+                (304, b""),
+                (200, OK),
+                (200, OK),
+            ]
+            assert "x-trailer" not in got[2].headers
+            assert seen == [4]  # one connection carried them all
+
+
+async def test_a_head_dripped_byte_by_byte() -> None:
+    reply = (
+        b"HTTP/1.1 200 Fine Thanks\r\ncontent-type: text/html\r\nx-long: "
+        + b"v" * 40
+        + b"\r\ncontent-length: 9\r\n\r\n"
+        + OK
+    )
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.receive_some(65536)
+            for i in range(len(reply)):
+                await stream.send_all(reply[i : i + 1])
+                await trio.sleep(0.001)
+            await trio.sleep(1)
+
+    with trio.fail_after(LIMIT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, handle, listeners)
+            port = listeners[0].socket.getsockname()[1]
+            async with Fetcher(settings()) as fetcher:
+                result = await fetcher.fetch(f"http://127.0.0.1:{port}/")
+            assert (result.status, result.reason, result.body) == (200, "Fine Thanks", OK)
+            assert result.headers["x-long"] == "v" * 40
+            nursery.cancel_scope.cancel()

@@ -13,14 +13,12 @@ pool alone at 515-645 µs of CPU per request and one bare connection per task at
 whole fetcher (guard, decoding, this module) at 413-538, where it was 530-643 through the
 pools (interleaved runs of both versions).
 
-The connections are :class:`~trio_crawler._http11.Http11Connection`: h11 over the stream,
-with httpcore's errors and its keep-alive rules (expiry, and the check that the server has
-not closed an idle connection, ``has_expired``), without httpcore's per-request lock, trace
-hooks and body generator. ``scripts/bench_http.py`` measured the fetcher at 262-304 µs of
-CPU per request with it, against 323-374 with httpcore's ``AsyncHTTP11Connection``
-(interleaved runs, 16 tasks, 4,000 requests; h11's own floor there: 130-136). Opening one is
-what httpcore's ``AsyncHTTPConnection`` does (:meth:`Connections._connect`): the fetcher's
-guarded backend dials, then TLS with ALPN ``http/1.1``.
+The connections are :class:`~trio_crawler._http11.Http11Connection`: llhttp's parser over
+the stream, with httpcore's errors and its keep-alive rules (expiry, and the check that the
+server has not closed an idle connection, ``has_expired``); why, and the figures: its module
+docstring. Opening one is what httpcore's ``AsyncHTTPConnection`` does
+(:meth:`Connections._connect`): the fetcher's guarded backend dials, then TLS with ALPN
+``http/1.1``.
 
 * A connection is *busy* from the request until its response is closed, then goes back to
   its origin's idle set if it can serve another request (``is_idle``), else it is dropped

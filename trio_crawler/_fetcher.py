@@ -1,5 +1,5 @@
 """The fetcher: with its connections (:mod:`._connections`, :mod:`._http11`), the only code
-that imports httpcore, httpx and h11.
+that imports httpcore, httpx and httptools.
 
 Theory of operation
 -------------------
@@ -16,9 +16,9 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
   through httpx's client and models: the crawler uses none of what they add (it follows no
   redirects, keeps its own cookies and decodes bodies itself), and they cost a third of the
   HTTP time. Direct requests take a keep-alive connection from :class:`Connections` (one per
-  crawl, no per-request pool scan), which speaks HTTP/1.1 with h11 as httpcore does (its
-  errors, its keep-alive rules), minus a lock, trace hooks and a generator per request;
-  requests through a proxy use httpcore's proxy pools.
+  crawl, no per-request pool scan), which speak HTTP/1.1 with llhttp's parser, with
+  httpcore's errors and keep-alive rules (:mod:`._http11`: h11 in pure Python cost a tenth
+  of the crawler's CPU); requests through a proxy use httpcore's proxy pools.
   httpx still parses any URL that is not plain ASCII (:func:`split_target`), and any httpx
   transport can stand in for the connections (:class:`HttpxExchanger`: the in-memory
   transport of the timing tests). ``scripts/bench_http.py`` (nginx, 16 tasks, 4,000
