@@ -786,6 +786,16 @@ def test_non_ascii_crawl_headers_are_a_settings_error() -> None:
         Fetcher(Settings(headers={"X-Name": "café"}))
 
 
+@pytest.mark.parametrize(
+    "headers", [{"X-Name": "a\r\nX-Injected: 1"}, {"Bad Name": "v"}, {"X-Name": "trailing "}]
+)
+def test_crawl_headers_that_would_split_the_request_are_a_settings_error(
+    headers: dict[str, str],
+) -> None:
+    with pytest.raises(SettingsError, match="not valid HTTP"):
+        Fetcher(Settings(headers=headers))
+
+
 def test_split_target_agrees_with_httpx_on_generated_urls() -> None:
     """A seeded differential check over 3,000 URLs built from the pieces crawls meet."""
     import random

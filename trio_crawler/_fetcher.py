@@ -67,6 +67,7 @@ import httpx
 import trio
 
 from ._connections import Connections
+from ._http11 import request_head
 from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
 from ._exceptions import FailureKind, FetchError, SettingsError
 from ._settings import Settings
@@ -1020,6 +1021,10 @@ class Fetcher:
             self._base_headers = [(k.encode("ascii"), v.encode("ascii")) for k, v in base.items()]
         except UnicodeEncodeError as exc:
             raise SettingsError(f"a request header is not ASCII: {exc.object!r}") from None
+        try:  # a field that would split the request head: once here, not on every request
+            request_head(b"GET", b"/", self._base_headers)
+        except httpcore.LocalProtocolError as exc:
+            raise SettingsError(f"a request header is not valid HTTP: {exc}") from None
         self._base_names = frozenset(base)
         self._extensions: dict[str, Any] = {
             "timeout": {
