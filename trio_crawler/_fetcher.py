@@ -67,9 +67,9 @@ import httpx
 import trio
 
 from ._connections import Connections
-from ._http11 import request_head
 from ._decode import ACCEPT_ENCODING, DecodeError, make_decoder
 from ._exceptions import FailureKind, FetchError, SettingsError
+from ._http11 import request_head
 from ._settings import Settings
 from ._spider import Headers
 from ._urls import _DEFAULT_PORTS
