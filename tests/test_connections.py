@@ -436,3 +436,15 @@ async def test_a_head_dripped_byte_by_byte() -> None:
             assert (result.status, result.reason, result.body) == (200, "Fine Thanks", OK)
             assert result.headers["x-long"] == "v" * 40
             nursery.cancel_scope.cancel()
+
+
+async def test_lines_ended_by_a_bare_lf() -> None:
+    reply = b"HTTP/1.1 200 OK\ncontent-type: text/html\ncontent-length: 9\n\n" + OK
+    with trio.fail_after(LIMIT):
+        async with raw_server(lambda *_: reply) as (port, seen):
+            async with Fetcher(settings()) as fetcher:
+                for path in ("/a", "/b"):
+                    result = await fetcher.fetch(f"http://127.0.0.1:{port}{path}")
+                    assert (result.status, result.body) == (200, OK)
+                    assert result.headers["content-type"] == "text/html"
+            assert seen == [2]

@@ -29,6 +29,7 @@ cancellation.
   part of HTTP/1.1), so the request, a GET, can be sent again on a new connection.
 * A close before the end of the head or of a framed body is a ``RemoteProtocolError``
   saying the peer closed (a reset for the fetcher); a body framed by the close ends there.
+* Lines may end with a bare LF (h11 and browsers accept them; llhttp wants CRLF unless told).
 * ``1xx`` answers are skipped; a ``101`` is a protocol error (the crawler never asks for an
   ``Upgrade``). A response head over 100 KiB is a protocol error (httpcore's limit).
 * ``has_expired()``: the keep-alive time is over, or the idle socket is readable (which
@@ -95,6 +96,8 @@ class _Exchange:
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        # lines ended by a bare LF, as h11 and browsers read them (some servers send them)
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
         self.status = 0
