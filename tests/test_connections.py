@@ -448,3 +448,15 @@ async def test_lines_ended_by_a_bare_lf() -> None:
                     assert (result.status, result.body) == (200, OK)
                     assert result.headers["content-type"] == "text/html"
             assert seen == [2]
+
+
+async def test_a_closed_stream_refuses_reads_and_writes() -> None:
+    with trio.fail_after(LIMIT):
+        async with counting_server() as server:
+            backend = GuardedBackend(AddressGuard(allow_private=True), Resolver())
+            stream = await backend.connect_tcp("127.0.0.1", server.port)
+            await stream.aclose()
+            with pytest.raises(httpcore.ReadError):
+                await stream.read(10)
+            with pytest.raises(httpcore.WriteError):
+                await stream.write(b"GET / HTTP/1.1\r\n\r\n")

@@ -408,6 +408,9 @@ class _PlainStream(httpcore.AsyncNetworkStream):
         raise httpcore.WriteTimeout("write timed out")
 
     async def aclose(self) -> None:
+        # the descriptor's number may be reused by the next socket: no read or write may use it
+        # after this (os.read(-1) is EBADF, a ReadError)
+        self._fd = -1
         await self._inner.aclose()
 
     async def start_tls(
