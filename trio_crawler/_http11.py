@@ -284,8 +284,7 @@ class _Body:
             data = await self._conn._stream.read(READ_SIZE, self._timeout)
             if not data:
                 if exchange.framed_by_close():
-                    exchange.complete = True
-                    exchange.extra = True  # ended by the close: nothing to reuse
+                    exchange.complete = True  # keep_alive stays False: nothing to reuse
                     raise StopAsyncIteration
                 raise httpcore.RemoteProtocolError(
                     "peer closed connection without sending complete message body"
