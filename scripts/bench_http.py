@@ -37,7 +37,7 @@ import trio
 from bench_naive import H11Connection
 
 from trio_crawler import Settings
-from trio_crawler._fetcher import Fetcher
+from trio_crawler._http import Fetcher
 
 TASKS = 16
 

@@ -18,10 +18,11 @@ import pytest
 import trio
 from hostile import head, raw
 
-from trio_crawler._connections import Connections
 from trio_crawler._exceptions import FetchError
-from trio_crawler._fetcher import AddressGuard, Fetcher, GuardedBackend, Resolver
-from trio_crawler._http11 import request_head
+from trio_crawler._http import AddressGuard, Fetcher, GuardedBackend, Resolver
+from trio_crawler._http.connections import Connections, Route
+from trio_crawler._http.http11 import request_head
+from trio_crawler._http.transport import GuardedTransport
 from trio_crawler._settings import Settings
 from trio_crawler.testing import Response, Site, SiteServer
 from trio_crawler.testing import _handle_connection as handle_http_connection
@@ -87,13 +88,18 @@ async def settle() -> None:
 
 
 def connections(*, max_idle: int, expiry: float = 30.0) -> Connections:
-    backend = GuardedBackend(AddressGuard(allow_private=True), Resolver())
-    return Connections(
-        backend,
+    transport = GuardedTransport(
+        AddressGuard(allow_private=True),
+        Resolver(),
         ssl_context=ssl.create_default_context(),
         max_idle=max_idle,
         keepalive_expiry=expiry,
     )
+    return transport.connections
+
+
+def route(server: Counting) -> Route:
+    return Route("http", "127.0.0.1", server.port)
 
 
 def get(server: Counting, path: str) -> httpcore.Request:
@@ -105,7 +111,7 @@ def get(server: Counting, path: str) -> httpcore.Request:
 
 
 async def exchange(conns: Connections, server: Counting, path: str = "/a") -> bytes:
-    response = await conns.exchange(get(server, path))
+    response = await conns.exchange(route(server), get(server, path))
     try:
         return await response.aread()
     finally:
@@ -166,7 +172,7 @@ async def test_a_cancelled_request_leaves_nothing_busy() -> None:
         async with counting_server() as server:
             conns = connections(max_idle=4)
             with trio.move_on_after(0):
-                await conns.exchange(get(server, "/a"))
+                await conns.exchange(route(server), get(server, "/a"))
             assert conns.busy_count() == 0 and conns.idle_count() == 0
             assert await exchange(conns, server) == OK
             assert conns.idle_count() == 1
@@ -205,7 +211,9 @@ async def test_closed_connections_refuse_requests() -> None:
     conns = connections(max_idle=1)
     await conns.aclose()
     with pytest.raises(RuntimeError):
-        await conns.exchange(httpcore.Request(b"GET", "http://127.0.0.1:9/"))
+        await conns.exchange(
+            Route("http", "127.0.0.1", 9), httpcore.Request(b"GET", "http://127.0.0.1:9/")
+        )
 
 
 async def test_fetcher_closes_every_connection() -> None:

@@ -11,7 +11,7 @@ import pytest
 import zstandard
 from hostile import MiB, bomb_chunks, content_encoding
 
-from trio_crawler._decode import FREE_WINDOW, DecodeError, Decoder, make_decoder
+from trio_crawler._http.decode import FREE_WINDOW, DecodeError, Decoder, make_decoder
 
 TEXT = b"<p>" + b"".join(b"line %d of a page\n" % i for i in range(20_000)) + b"</p>"
 

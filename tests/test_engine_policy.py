@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from trio_crawler import Settings, crawl
-from trio_crawler._fetcher import Resolver
+from trio_crawler._http import Resolver
 from trio_crawler.spiders.generic import GenericSpider
 
 

@@ -14,7 +14,7 @@ import trio
 from hostile import ConnectionCounter, open_connection_counter
 
 from trio_crawler import crawl, open_crawler
-from trio_crawler._fetcher import AddressGuard, Resolver, is_public_address
+from trio_crawler._http import AddressGuard, Resolver, is_public_address
 from trio_crawler.spiders.generic import GenericSpider, PageRecord
 from trio_crawler.testing import (
     Response,

@@ -29,7 +29,7 @@ import trio.testing
 from timing import gaps, watch_lag
 
 from trio_crawler import CrawlStats, Settings, Spider, open_crawler
-from trio_crawler._fetcher import Resolver
+from trio_crawler._http import Resolver
 from trio_crawler.spiders.generic import GenericSpider, PageRecord
 from trio_crawler.testing import (
     RecordedRequest,

@@ -33,16 +33,9 @@ from warcio.archiveiterator import ArchiveIterator
 
 from trio_crawler import SettingsError, crawl
 from trio_crawler._exceptions import FailureKind, FetchError
-from trio_crawler._fetcher import (
-    Fetcher,
-    FetchResult,
-    ProxyRoutes,
-    ProxyTarget,
-    Resolver,
-    failure_request,
-    split_target,
-    to_exchange,
-)
+from trio_crawler._http import Fetcher, FetchResult, Resolver, failure_request, to_exchange
+from trio_crawler._http.proxy import ProxyRoutes, ProxyTarget
+from trio_crawler._http.transport import split_target
 from trio_crawler._settings import Settings
 from trio_crawler._warc import WarcWriter
 from trio_crawler.spiders.generic import GenericSpider

@@ -58,7 +58,7 @@ import trio
 from . import _extract
 from ._exceptions import FailureKind, FetchError, SettingsError
 from ._export import Exporter, open_exporter
-from ._fetcher import (
+from ._http import (
     AddressGuard,
     Fetcher,
     FetchResult,
@@ -119,7 +119,6 @@ class Crawler:
         output_format: str | None = None,
         resolver: Resolver | None = None,
         transport: Any = None,
-        clients: int | None = None,
     ) -> None:
         self.spider = spider
         self.settings = effective_settings(settings or Settings(), spider)
@@ -143,7 +142,6 @@ class Crawler:
         allow_seed_hosts(self._guard, seed_urls)
         self._resolver = resolver
         self._transport = transport
-        self._clients = clients
         self._retry = RetryPolicy.from_settings(s)
         self._query_guard = QueryVariantGuard(s.max_query_variants)
         self._path_id_guard = PathIdGuard(s.max_query_variants)
@@ -260,7 +258,6 @@ class Crawler:
                     guard=self._guard,
                     resolver=self._resolver,
                     transport=self._transport,
-                    clients=self._clients,
                 ) as fetcher:
                     self._fetcher = fetcher
                     async with trio.open_nursery() as nursery:

@@ -10,8 +10,10 @@ Exceptions that reach a caller form one small tree::
     └── FetchError                one page could not be fetched; carries a :class:`FailureKind`
 
 ``FetchError`` never escapes a crawl: the engine records it on the page's record and in the
-statistics and goes on. httpx's exceptions are translated into ``FetchError`` at exactly one
-place, the fetcher (``_fetcher.py``); nothing else in the package imports httpx.
+statistics and goes on. The HTTP layers' exceptions (httpcore's types and their own) are
+translated into ``FetchError`` at exactly one place, the fetcher
+(:mod:`trio_crawler._http.fetcher`, by type in :mod:`trio_crawler._http.errors`); nothing
+outside :mod:`trio_crawler._http` imports httpx, httpcore or httptools.
 
 :class:`FailureKind` names every way a page can fail. It is a ``str`` enum so records and
 statistics serialise it as plain text (``"timeout"``, ``"robots"``...).

@@ -22,13 +22,15 @@ cancellation.
 
 * The request is written in one piece. A write error is not fatal yet: a server may answer
   (and hang up) before it reads the request, so the answer is read anyway.
-* A server that closes before any answer raises ``RemoteProtocolError("Server disconnected
-  without sending a response.")``, as httpcore does. On a reused connection, a close or a
+* A server that closes before any answer raises :class:`PeerClosed` (a
+  ``RemoteProtocolError``: "Server disconnected without sending a response.", as httpcore
+  says). On a reused connection, a close or a
   reset before the first byte of the answer raises :class:`StaleConnection` (a subclass):
   the server closed the idle connection as the request went out (keep-alive races are
   part of HTTP/1.1), so the request, a GET, can be sent again on a new connection.
-* A close before the end of the head or of a framed body is a ``RemoteProtocolError``
-  saying the peer closed (a reset for the fetcher); a body framed by the close ends there.
+* A close before the end of the head or of a framed body is a :class:`PeerClosed` (a reset
+  for the fetcher); a body framed by the close ends there. Any other error in the answer
+  is a plain ``RemoteProtocolError`` (a protocol failure).
 * Lines may end with a bare LF (h11 and browsers accept them; llhttp wants CRLF unless told).
 * ``1xx`` answers are skipped; a ``101`` is a protocol error (the crawler never asks for an
   ``Upgrade``). A response head over 100 KiB is a protocol error (httpcore's limit).
@@ -61,7 +63,12 @@ _VALUE_OK = re.compile(
 _TARGET_OK = re.compile(rb"[\x21-\x7e]+").fullmatch
 
 
-class StaleConnection(httpcore.RemoteProtocolError):
+class PeerClosed(httpcore.RemoteProtocolError):
+    """The server closed (or reset) the connection before the response was complete:
+    failure kind ``reset``."""
+
+
+class StaleConnection(PeerClosed):
     """A reused keep-alive connection was closed by the server before any answer."""
 
 
@@ -200,14 +207,12 @@ class Http11Connection:
                 raise
             if not data:
                 if received:
-                    raise httpcore.RemoteProtocolError(
+                    raise PeerClosed(
                         "peer closed connection without sending a complete response head"
                     )
                 if reused:
                     raise StaleConnection("Server disconnected without sending a response.")
-                raise httpcore.RemoteProtocolError(
-                    "Server disconnected without sending a response."
-                )
+                raise PeerClosed("Server disconnected without sending a response.")
             received += len(data)
             exchange.feed(data)
             if not exchange.head_done and received > MAX_HEAD:
@@ -286,9 +291,7 @@ class _Body:
                 if exchange.framed_by_close():
                     exchange.complete = True  # keep_alive stays False: nothing to reuse
                     raise StopAsyncIteration
-                raise httpcore.RemoteProtocolError(
-                    "peer closed connection without sending complete message body"
-                )
+                raise PeerClosed("peer closed connection without sending complete message body")
             exchange.feed(data)
 
     async def aclose(self) -> None:

@@ -1,32 +1,28 @@
-"""Keep-alive HTTP/1.1 connections by origin, for the fetcher's direct requests.
+"""Keep-alive HTTP/1.1 connections by route, for every request the fetcher sends.
 
 Theory of operation
 -------------------
 This is what httpcore's ``AsyncConnectionPool`` did for the crawler, without the part the
 crawler does not need. The engine already bounds how many requests are in flight (its
-limiters), so nothing here waits for a free slot: a request takes an idle connection to its
-origin if there is one, or opens a new one. The pool instead queues every request and, on
-every request and every response close, scans its connections to assign them
-(encode/httpcore#1035). That bookkeeping is about a fifth of httpcore's CPU per request:
-``scripts/bench_http.py`` (nginx, 16 tasks, 4,000 requests, 3 rounds) measured httpcore's
-pool alone at 515-645 µs of CPU per request and one bare connection per task at 425-493; the
-whole fetcher (guard, decoding, this module) at 413-538, where it was 530-643 through the
-pools (interleaved runs of both versions).
+limiters), so nothing here waits for a free slot: a request takes an idle connection on its
+*route* if there is one, or opens a new one. A route is where a connection goes: the
+target's scheme, host and port, and the proxy it passes through (``""`` for none). How a
+route's stream is opened (dialled through the address guard, tunnelled through a proxy, TLS)
+is the transport's business: :class:`Connections` is given an ``open_stream`` function.
+httpcore's pool instead queues every request and, on every request and every response
+close, scans its connections to assign them (encode/httpcore#1035).
 
-The connections are :class:`~trio_crawler._http11.Http11Connection`: llhttp's parser over
-the stream, with httpcore's errors and its keep-alive rules (expiry, and the check that the
-server has not closed an idle connection, ``has_expired``); why, and the figures: its module
-docstring. Opening one is what httpcore's ``AsyncHTTPConnection`` does
-(:meth:`Connections._connect`): the fetcher's guarded backend dials, then TLS with ALPN
-``http/1.1``.
+The connections are :class:`~.http11.Http11Connection`: llhttp's parser over the stream,
+with httpcore's errors and its keep-alive rules (expiry, and the check that the server has
+not closed an idle connection, ``has_expired``); why, and the figures: its module docstring.
 
 * A connection is *busy* from the request until its response is closed, then goes back to
-  its origin's idle set if it can serve another request (``is_idle``), else it is dropped
+  its route's idle set if it can serve another request (``is_idle``), else it is dropped
   (it has closed itself: a ``Connection: close`` answer, a body left unread, an error).
 * A reused connection that the server closes before any answer (it closed the idle
-  connection as the request went out: :class:`~trio_crawler._http11.StaleConnection`) is
-  dropped and the request sent once more, on a new connection. Only once: a new connection
-  closed the same way is the server's answer, and the fetcher's failure.
+  connection as the request went out: :class:`~.http11.StaleConnection`) is dropped and
+  the request sent once more, on a new connection. Only once: a new connection closed the
+  same way is the server's answer, and the fetcher's failure.
 * Taking an idle connection checks ``has_expired()`` (keep-alive expiry, or the server hung
   up): an expired one is closed and the next is tried. The most recently used goes first.
 * At most ``max_idle`` idle connections are kept crawl-wide; past that the least recently
@@ -38,38 +34,44 @@ docstring. Opening one is what httpcore's ``AsyncHTTPConnection`` does
 from __future__ import annotations
 
 import contextlib
-import ssl
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple
 
 import httpcore
 import trio
 
-from ._http11 import Http11Connection, StaleConnection
-from ._urls import _DEFAULT_PORTS
+from .http11 import Http11Connection, StaleConnection
 
-#: An origin as httpcore spells it: scheme, host, port.
-_Key = tuple[bytes, bytes, int]
+
+class Route(NamedTuple):
+    """Where a connection goes: the target's origin, and the proxy it passes through."""
+
+    scheme: str
+    host: str
+    port: int
+    via: str = ""  # the proxy's key (``ProxyTarget.key``), or "" for a direct connection
+
+
+#: Opens a route's stream (dialled, tunnelled, TLS done) within a connect timeout.
+OpenStream = Callable[[Route, "float | None"], Awaitable[httpcore.AsyncNetworkStream]]
+_Key = Route
 
 
 class Connections:
-    """Idle keep-alive connections by origin; see the module docstring."""
+    """Idle keep-alive connections by route; see the module docstring."""
 
     def __init__(
         self,
-        backend: httpcore.AsyncNetworkBackend,
+        open_stream: OpenStream,
         *,
-        ssl_context: ssl.SSLContext,
         max_idle: int,
         keepalive_expiry: float,
     ) -> None:
-        self._backend = backend
-        ssl_context.set_alpn_protocols(["http/1.1"])
-        self._ssl_context = ssl_context
+        self._open_stream = open_stream
         self._max_idle = max(1, max_idle)
         self._expiry = keepalive_expiry
-        # per origin, an ordered set (dict) of idle connections; and all idle ones, oldest first
+        # per route, an ordered set (dict) of idle connections; and all idle ones, oldest first
         self._idle: dict[_Key, dict[Http11Connection, None]] = {}
         self._lru: dict[Http11Connection, tuple[_Key, float]] = {}
         self._busy: set[Http11Connection] = set()
@@ -81,16 +83,16 @@ class Connections:
     def busy_count(self) -> int:
         return len(self._busy)
 
-    async def exchange(self, request: httpcore.Request) -> httpcore.Response:
-        """Send ``request`` on a connection to its origin; the response's close releases it."""
+    async def exchange(self, key: Route, request: httpcore.Request) -> httpcore.Response:
+        """Send ``request`` on a connection of route ``key``; the response's close releases
+        the connection."""
         if self._closed:
             raise RuntimeError("connections are closed")
-        url = request.url
-        key: _Key = (url.scheme, url.host, url.port or _DEFAULT_PORTS[url.scheme.decode("ascii")])
         conn = await self._take(key)
         while True:
             if conn is None:
-                conn = Http11Connection(await self._connect(key, request), self._expiry)
+                timeout = request.extensions.get("timeout", {}).get("connect")
+                conn = Http11Connection(await self._open_stream(key, timeout), self._expiry)
             self._busy.add(conn)
             try:
                 response = await conn.handle_async_request(request)
@@ -111,24 +113,6 @@ class Connections:
             break
         response.stream = _Releasing(response.stream, self, key, conn)
         return response
-
-    async def _connect(self, key: _Key, request: httpcore.Request) -> httpcore.AsyncNetworkStream:
-        """A new connection to ``key``, TLS for https: as httpcore's ``AsyncHTTPConnection``
-        connects (the connect timeout for both steps, SNI from the ``sni_hostname``
-        extension or the host), HTTP/1.1 only."""
-        scheme, host, port = key
-        timeout = request.extensions.get("timeout", {}).get("connect")
-        name = host.decode("ascii")
-        stream = await self._backend.connect_tcp(name, port, timeout=timeout)
-        if scheme != b"https":
-            return stream
-        try:
-            sni = request.extensions.get("sni_hostname") or name
-            return await stream.start_tls(self._ssl_context, server_hostname=sni, timeout=timeout)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
-            raise
 
     async def _take(self, key: _Key) -> Http11Connection | None:
         lru = self._lru

@@ -1,0 +1,35 @@
+"""HTTP for the crawler: one GET at a time, bounded, guarded, with errors as failure kinds.
+
+The floors, each importing only the ones below it:
+
+``fetcher``     :class:`Fetcher`: one exchange under the request deadline; body read and
+                decoded within bounds (``decode``); errors to :class:`~trio_crawler.FetchError`
+``transport``   a request's route: the crawl's connections, or a proxy
+``connections`` keep-alive connections per origin
+``http11``      one HTTP/1.1 connection: the request written, the response parsed (llhttp)
+``backend``     dialling through the resolver and the address guard; plain TCP streams
+``guard``       which addresses may be dialled (pure)    ``dns``  the resolver seam and cache
+``proxy``  ``tls``  ``errors``  ``decode``: routing, the TLS context, failure kinds, decoders
+
+Nothing here follows redirects, keeps cookies or knows about robots.txt: that is crawl
+policy (:mod:`trio_crawler._crawl`).
+"""
+
+from .backend import GuardedBackend
+from .dns import Resolver, system_resolve
+from .fetcher import Fetcher, FetchResult, WindowBudget, failure_request, to_exchange
+from .guard import AddressGuard, allow_seed_hosts, is_public_address
+
+__all__ = [
+    "AddressGuard",
+    "FetchResult",
+    "Fetcher",
+    "GuardedBackend",
+    "Resolver",
+    "WindowBudget",
+    "allow_seed_hosts",
+    "failure_request",
+    "is_public_address",
+    "system_resolve",
+    "to_exchange",
+]

@@ -1,0 +1,279 @@
+"""The transport: one request's route, below the fetcher and above the connections.
+
+:func:`split_target` turns a URL into what a request needs of it (:class:`Target`).
+:class:`GuardedTransport` sends the request: to the crawl's keep-alive connections
+(:mod:`.connections`), or through a proxy (:mod:`.proxy`); :class:`HttpxExchanger` lets any
+httpx transport stand in (the in-memory transport of the timing tests). Each returns
+httpcore's response with its body still to be read; the fetcher reads and decodes it.
+
+Direct and proxied requests share one set of keep-alive connections and one HTTP/1.1
+implementation: a proxy is only a different way of opening a route's stream.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+import trio
+
+from .._urls import _DEFAULT_PORTS
+from .backend import Forbidden, GuardedBackend, close_quietly, start_tls
+from .connections import Connections, Route
+from .dns import Resolver
+from .guard import AddressGuard
+from .proxy import ProxyRoutes, ProxyTarget, open_connect_tunnel, open_socks5_tunnel
+
+
+class Target(NamedTuple):
+    """What a request needs of its URL: split once, in :func:`split_target`."""
+
+    url: str
+    scheme: str  # "http" or "https"
+    host: str  # ASCII (IDNA), without brackets
+    port: int | None  # None: the scheme's default
+    target: bytes  # path and query, percent-encoded
+    netloc: bytes  # the Host header: host, and the port when it is not the default
+
+
+#: Characters after which a URL is handed to httpx's parser (spaces and controls, non-ASCII, and
+#: the ones httpx percent-encodes), and a plain lower-case host name.
+_NOT_PLAIN = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
+_PLAIN_HOST = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")
+_PLAIN_SCHEMES = ("http://", "https://")
+
+
+def split_target(url: str) -> Target:
+    """Split an http(s) URL for a request.
+
+    A plain ASCII URL with a plain host name (what the crawl's canonical URLs are) is split
+    with ``urlsplit``; anything else (IDNA, IPv6 literals, user info, characters to
+    percent-encode) goes through ``httpx.URL``, as every URL did before. Raises ``ValueError``,
+    ``httpx.InvalidURL`` or ``httpcore.UnsupportedProtocol`` (all a ``bad_url`` failure).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in ("http", "https"):
+        raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    host = parts.hostname or ""
+    path = parts.path or "/"
+    if (
+        _PLAIN_HOST.match(host)
+        and url.startswith(_PLAIN_SCHEMES)  # "HTTP://h:80/": httpx keeps the port
+        and "@" not in parts.netloc
+        and "/." not in path  # dot segments: httpx removes them
+        and not (url.endswith("?") or "?#" in url)  # an empty query: httpx keeps the "?"
+        and not _NOT_PLAIN.search(url)
+    ):
+        port = parts.port  # ValueError when it is not a port
+        if port == _DEFAULT_PORTS[scheme]:
+            port = None
+        target = f"{path}?{parts.query}" if parts.query else path
+        netloc = host if port is None else f"{host}:{port}"
+        return Target(url, scheme, host, port, target.encode("ascii"), netloc.encode("ascii"))
+    u = httpx.URL(url)
+    if not u.raw_host:
+        raise httpcore.UnsupportedProtocol(f"no host in {url!r}")
+    return Target(url, u.scheme, u.raw_host.decode("ascii"), u.port, u.raw_path, u.netloc)
+
+
+#: An extension key: the transport already decoded the body (an in-memory httpx transport).
+DECODED = "trio_crawler.decoded"
+
+
+#: Seconds an idle keep-alive connection is kept.
+KEEPALIVE_EXPIRY = 30.0
+
+
+class Exchanger(Protocol):
+    """Sends one request and returns httpcore's response, its body still to be read."""
+
+    async def exchange(
+        self, target: Target, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]
+    ) -> httpcore.Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class GuardedTransport:
+    """Sends a request on the crawl's keep-alive connections (:class:`Connections`): directly,
+    or through the proxy ``routes`` choose for its host (:mod:`.proxy`).
+
+    Every stream is dialled by a :class:`GuardedBackend`: for a direct connection the
+    target's addresses pass the guard; for a proxied one only the proxy's own ``host:port``
+    may be dialled, and the target's *name* is checked instead (all its addresses must
+    pass), since the proxy does the connecting. httpcore's error types are left as they are
+    and translated by :meth:`Fetcher.fetch`. With ``capture_ip`` a direct response's
+    extensions carry ``"server_ip"``.
+    """
+
+    def __init__(
+        self,
+        guard: AddressGuard,
+        resolver: Resolver,
+        *,
+        ssl_context: ssl.SSLContext,
+        max_idle: int,
+        routes: ProxyRoutes | None = None,
+        capture_ip: bool = False,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
+        self._guard = guard
+        self._resolver = resolver
+        ssl_context.set_alpn_protocols(["http/1.1"])
+        self._ssl_context = ssl_context
+        self._routes = routes
+        self._proxies = {t.key: t for t in routes.targets()} if routes is not None else {}
+        self._capture_ip = capture_ip
+        self._backend = GuardedBackend(guard, resolver)
+        self._proxy_backends: dict[str, GuardedBackend] = {}
+        self.connections = Connections(
+            self._open_stream, max_idle=max_idle, keepalive_expiry=keepalive_expiry
+        )
+
+    async def _check_target(self, host: str, port: int) -> None:
+        """Through a proxy only the target's name can be checked: every address must pass."""
+        if self._guard.allow_private:
+            return
+        ips = await self._resolver(host, port)
+        refused = [ip for ip in ips if not self._guard.is_allowed(ip, port, host=host)]
+        if refused:
+            raise Forbidden(
+                f"refusing to fetch {host}:{port} through a proxy ({', '.join(refused)})"
+            )
+
+    async def exchange(
+        self, target: Target, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]
+    ) -> httpcore.Response:
+        proxy = None if self._routes is None else self._routes.route(target.scheme, target.host)
+        port = target.port or _DEFAULT_PORTS[target.scheme]
+        path = target.target
+        if proxy is None:
+            route = Route(target.scheme, target.host, port)
+        else:
+            await self._check_target(target.host, port)
+            route = Route(target.scheme, target.host, port, proxy.key)
+            if target.scheme == "http" and proxy.forwards_http:
+                # forwarded: the proxy reads the absolute URL, and its own credentials
+                path = b"http://" + target.netloc + target.target
+                auth = proxy.authorization()
+                if auth is not None:
+                    headers = [*headers, (b"Proxy-Authorization", auth)]
+        req = httpcore.Request(
+            b"GET",
+            httpcore.URL(
+                scheme=target.scheme.encode("ascii"),
+                host=target.host.encode("ascii"),
+                port=target.port,
+                target=path,
+            ),
+            headers=headers,
+            extensions=extensions,
+        )
+        resp = await self.connections.exchange(route, req)
+        if self._capture_ip and proxy is None:
+            resp.extensions = {**resp.extensions, "server_ip": _peer_ip(resp.extensions)}
+        return resp
+
+    async def _open_stream(
+        self,
+        route: Route,
+        timeout: float | None,  # noqa: ASYNC109  (the connect timeout, per step)
+    ) -> httpcore.AsyncNetworkStream:
+        """A new stream for ``route``: dialled, tunnelled through its proxy, TLS for https."""
+        if not route.via:
+            stream = await self._backend.connect_tcp(route.host, route.port, timeout=timeout)
+        else:
+            proxy = self._proxies[route.via]
+            stream = await self._proxy_backend(proxy).connect_tcp(
+                proxy.host, proxy.port, timeout=timeout
+            )
+            try:
+                if proxy.scheme == "https":
+                    stream = await start_tls(stream, self._ssl_context, proxy.host, timeout)
+                if proxy.scheme.startswith("socks"):
+                    await open_socks5_tunnel(stream, proxy, route.host, route.port, timeout)
+                elif route.scheme == "https":
+                    await open_connect_tunnel(stream, proxy, route.host, route.port, timeout)
+                else:
+                    return stream  # forwarded: the connection is the proxy's own
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await close_quietly(stream)
+                raise
+        if route.scheme != "https":
+            return stream
+        return await start_tls(stream, self._ssl_context, route.host, timeout)
+
+    def _proxy_backend(self, proxy: ProxyTarget) -> GuardedBackend:
+        backend = self._proxy_backends.get(proxy.key)
+        if backend is None:
+            backend = self._proxy_backends[proxy.key] = GuardedBackend(
+                self._guard, self._resolver, proxy=(proxy.host, proxy.port)
+            )
+        return backend
+
+    async def aclose(self) -> None:
+        """Closes every connection, idle or busy."""
+        await self.connections.aclose()
+
+
+class HttpxExchanger:
+    """An httpx transport (``httpx.MockTransport`` in the timing tests) as an Exchanger."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def exchange(
+        self, target: Target, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]
+    ) -> httpcore.Response:
+        request = httpx.Request("GET", target.url, headers=headers, extensions=extensions)
+        response = await self._transport.handle_async_request(request)
+        extensions = dict(response.extensions)
+        if response.is_stream_consumed:
+            # an in-memory transport hands over a read (and decoded) body
+            extensions[DECODED] = True
+            content: Any = response.content
+        else:
+            content = _ResponseStream(response.stream)
+        extensions.setdefault("reason_phrase", response.reason_phrase.encode("ascii", "ignore"))
+        return httpcore.Response(
+            response.status_code,
+            headers=response.headers.raw,
+            content=content,
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _ResponseStream:
+    """An httpx response stream as an httpcore response body (iterable, closable)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> Any:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        if hasattr(self._stream, "aclose"):
+            await self._stream.aclose()
+
+
+def _peer_ip(extensions: Mapping[str, Any]) -> str | None:
+    stream = extensions.get("network_stream")
+    if stream is None:
+        return None
+    try:
+        addr = stream.get_extra_info("server_addr")
+    except (OSError, AssertionError, AttributeError):
+        return None
+    return str(addr[0]) if isinstance(addr, tuple) and addr else None
