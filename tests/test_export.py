@@ -19,13 +19,8 @@ import pytest
 
 from trio_crawler import _export
 from trio_crawler._exceptions import FailureKind, SettingsError
-from trio_crawler._export import (
-    WRITE_THRESHOLD,
-    Exporter,
-    item_type_name,
-    open_exporter,
-    to_record,
-)
+from trio_crawler._export import WRITE_THRESHOLD, Exporter, open_exporter
+from trio_crawler._records import item_type_name, to_record
 
 # --- item kinds ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import trio
 from timing import assert_spaced, cross_process_slack
 
 from trio_crawler import Crawler, Settings
-from trio_crawler._store._remote import share_crawl
+from trio_crawler._store.remote import share_crawl
 from trio_crawler.spiders.generic import GenericSpider
 from trio_crawler.testing import SiteServer, open_site_server, site_from_links
 
@@ -253,8 +253,8 @@ def test_a_workers_seen_hints_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     """The worker's hint set rotates: two generations, so memory stays flat; a hint that
     rotated out only means the parent's store is asked (it decides)."""
     from trio_crawler._spider import Request
-    from trio_crawler._store import _remote
-    from trio_crawler._store._base import NewRequest
+    from trio_crawler._store import remote as _remote
+    from trio_crawler._store.base import NewRequest
 
     monkeypatch.setattr(_remote, "_SEEN_HINTS", 4)
     store = _remote.RemoteStore(None, (0, 0, 0, 0, None, 0, False, ()))  # type: ignore[arg-type]

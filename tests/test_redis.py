@@ -31,7 +31,7 @@ from trio_crawler import Settings, StoreError
 from trio_crawler._spider import Request
 from trio_crawler._stats import Counters
 from trio_crawler._store import NewRequest, RedisStore
-from trio_crawler._store._redis import read_status
+from trio_crawler._store.redis_conn import read_status
 from trio_crawler.testing import RecordedRequest, Response, Site, html_page
 from trio_crawler.testing import open_site_server as open_server
 
@@ -400,7 +400,7 @@ async def test_stored_settings_reach_a_worker(redis_server: RedisServer) -> None
     with trio.fail_after(10):
         async with store.open({"seeds": ["http://h/"]}, Counters()):
             pass
-        from trio_crawler._store._redis import read_crawl
+        from trio_crawler._store.redis_conn import read_crawl
 
         stored = await read_crawl(redis_server.url, "shared")
     assert stored["crawl"] == {"seeds": ["http://h/"]}

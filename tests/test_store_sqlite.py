@@ -16,7 +16,8 @@ import trio
 from trio_crawler import Request, StateMismatch, StoreError, crawl
 from trio_crawler._stats import Counters
 from trio_crawler._store import CrawlStore, MemoryStore, NewRequest, SqliteStore
-from trio_crawler._store._sqlite import _Bloom, read_status
+from trio_crawler._store.sqlite_db import Bloom as _Bloom
+from trio_crawler._store.sqlite_db import read_status
 from trio_crawler.spiders.generic import GenericSpider
 from trio_crawler.testing import loopback_settings, open_site_server, site_from_links
 

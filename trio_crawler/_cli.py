@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -271,7 +272,7 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _process_count(text: str) -> int:
-    from ._store._remote import MAX_PROCESSES
+    from ._store.remote import MAX_PROCESSES
 
     try:
         value = int(text)
@@ -426,53 +427,25 @@ def _add_state_commands(sub: Any) -> None:
     p.add_argument("--crawl-id", metavar="NAME", help="the crawl's name when STATE is redis://")
 
 
-def _redis_target(args: argparse.Namespace) -> tuple[str, str] | None:
-    """(URL, crawl id) when a status/export command names a Redis store."""
-    from ._store._redis import is_redis_url
-
-    if not is_redis_url(args.state):
-        return None
-    if not args.crawl_id:
-        raise SettingsError("a Redis store needs --crawl-id NAME")
-    return args.state, args.crawl_id
-
-
-def _cmd_redis_status(url: str, crawl_id: str) -> int:
-    from ._store._redis import read_status
-
-    st = trio.run(read_status, url, crawl_id)
-    crawl, stats = st["crawl"], st["stats"]
-    seeds = crawl.get("seeds") or []
-    more = f" (+{len(seeds) - 1} more)" if len(seeds) > 1 else ""
-    print(f"crawl:      {crawl_id} ({st['stop_reason'] or 'not finished'})")
-    print(f"spider:     {crawl.get('spider', '?')}; seeds: {seeds[0] if seeds else '-'}{more}")
-    print(
-        f"pages:      {stats.get('pages_done', 0):,} done, {st['queued']:,} queued, "
-        f"{st['leased']:,} leased"
-    )
-    print(
-        f"results:    {stats.get('pages_ok', 0):,} ok, {stats.get('pages_failed', 0):,} failed, "
-        f"{st['items']:,} items, {stats.get('requests', 0):,} requests"
-    )
-    return EXIT_OK
-
-
 def _cmd_status(args: argparse.Namespace) -> int:
-    from ._store._sqlite import read_status
+    from ._store import read_status
 
-    redis = _redis_target(args)
-    if redis is not None:
-        return _cmd_redis_status(*redis)
-
-    st = read_status(args.state, top=args.top)
-    crawl, states, stats = st.crawl, st.states, st.stats
-    seeds = crawl.get("seeds") or []
+    st = trio.run(functools.partial(read_status, args.state, crawl_id=args.crawl_id, top=args.top))
+    seeds = st.crawl.get("seeds") or []
     more = f" (+{len(seeds) - 1} more)" if len(seeds) > 1 else ""
-    print(f"state file: {st.path}")
-    print(f"spider:     {crawl.get('spider', '?')}; seeds: {seeds[0] if seeds else '-'}{more}")
+    stats = st.stats
+    print(f"crawl:      {st.location}")
+    print(f"spider:     {st.crawl.get('spider', '?')}; seeds: {seeds[0] if seeds else '-'}{more}")
+    if st.stop_reason == "finished":
+        state = "finished"
+    elif st.stop_reason:
+        state = f"stopped ({st.stop_reason}); the same command resumes it"
+    else:
+        state = "not finished (running, or killed: the same command resumes it)"
+    print(f"state:      {state}")
     print(
-        f"pages:      {states.get('done', 0):,} done, {states.get('queued', 0):,} queued, "
-        f"{states.get('inflight', 0):,} in flight at the stop (fetched again on resume)"
+        f"pages:      {st.done:,} done, {st.queued:,} queued, "
+        f"{st.in_flight:,} in flight (fetched again on resume)"
     )
     print(
         f"results:    {stats.get('pages_ok', 0):,} ok, {stats.get('pages_failed', 0):,} failed, "
@@ -488,15 +461,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ._store._sqlite import export_items
+    from ._store import export_items
 
-    redis = _redis_target(args)
-    if redis is not None:
-        from ._store._redis import export_items as export_redis
-
-        count = trio.run(functools.partial(export_redis, *redis, args.output, format=args.format))
-    else:
-        count = export_items(args.state, args.output, format=args.format)
+    count = trio.run(
+        functools.partial(
+            export_items, args.state, args.output, crawl_id=args.crawl_id, format=args.format
+        )
+    )
     if args.output != "-":
         print(f"{count:,} items written to {args.output}", file=sys.stderr)
     return EXIT_OK
@@ -505,20 +476,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _state_store(args: argparse.Namespace, settings: Settings) -> Any:
     """The SQLite store of ``--state FILE``, the Redis store of ``--store URL``, or None (an
     in-memory crawl)."""
+    from ._store import open_store
+
     if getattr(args, "store", None) or getattr(args, "crawl_id", None):
         if getattr(args, "state", None):
             raise SettingsError("--state and --store do not go together: choose one")
         if not args.store or not args.crawl_id:
             raise SettingsError("--store URL and --crawl-id NAME go together")
-        from ._store import RedisStore
-
         extra = {"lease": args.lease} if args.lease is not None else {}
-        return RedisStore.from_settings(args.store, args.crawl_id, settings, **extra)
+        return open_store(args.store, settings, crawl_id=args.crawl_id, **extra)
     if not getattr(args, "state", None):
         return None
-    from ._store import SqliteStore
-
-    return SqliteStore.from_settings(args.state, settings)
+    return open_store(args.state, settings)
 
 
 def _resume_hint(crawler: Crawler, args: argparse.Namespace, stop_reason: str | None) -> None:
@@ -535,12 +504,12 @@ def _resume_hint(crawler: Crawler, args: argparse.Namespace, stop_reason: str | 
 
 def _demo_port(state: str | None) -> int:
     """The port of a demo crawl stored in ``state`` (its seeds name it), else 0 (any)."""
-    if not state:
+    if not state or not os.path.exists(state):
         return 0
-    from ._store._sqlite import stored_seeds
+    from ._store import read_status
 
-    for seed in stored_seeds(state):
-        port = urlsplit(seed).port
+    for seed in trio.run(read_status, state).crawl.get("seeds") or ():
+        port = urlsplit(str(seed)).port
         if port:
             return port
     return 0
@@ -627,7 +596,7 @@ def _output_targets(args: argparse.Namespace, default_stdout: bool) -> list[str]
 
 
 async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
-    from ._store._remote import run_workers, share_crawl
+    from ._store.remote import run_workers, share_crawl
 
     shared = share_crawl(crawler, getattr(args, "processes", 1))
     interrupted = 0
@@ -751,7 +720,7 @@ def _parse_spider_args(pairs: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else list(argv))[:1] == ["_worker"]:
-        from ._store._remote import worker_main  # a process of a --processes crawl
+        from ._store.remote import worker_main  # a process of a --processes crawl
 
         return worker_main((sys.argv[1:] if argv is None else list(argv))[1:])
     parser = build_parser()
@@ -804,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     """Join a crawl kept in Redis: its spider, seeds, scope and shared settings come from the
     store; this worker's own flags (concurrency, outputs...) apply on top."""
-    from ._store._redis import SHARED_SETTINGS, read_crawl
+    from ._store.redis_conn import SHARED_SETTINGS, read_crawl
 
     if not args.store or not args.crawl_id:
         raise SettingsError("worker needs --store redis://HOST:PORT/DB and --crawl-id NAME")

@@ -74,7 +74,7 @@ from ._settings import Settings, __version__
 from ._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
 from ._spider import Drop, Failure, Follow, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
-from ._store import Claim, CrawlStore, MemoryStore, NewRequest
+from ._store import Claim, CrawlStore, NewRequest, open_store
 from ._urls import DropReason, QueryVariantGuard, UrlRules
 from ._warc import WarcWriter
 
@@ -114,6 +114,8 @@ class Crawler:
         *,
         start_urls: Sequence[str] | None = None,
         store: CrawlStore | None = None,
+        state: str | None = None,
+        crawl_id: str | None = None,
         exporters: Sequence[Exporter] = (),
         outputs: Sequence[str] = (),
         output_format: str | None = None,
@@ -128,12 +130,12 @@ class Crawler:
         )
         seed_urls = [r.url if isinstance(r, Request) else r for r in self._start]
         self.rules = UrlRules(s, seed_urls)
-        self.store: CrawlStore = store or MemoryStore(
-            per_host_concurrency=s.per_host_concurrency,
-            per_host_delay=s.per_host_delay,
-            max_pages_per_host=s.max_pages_per_host,
-            depth_first=s.order == "depth",
-        )
+        if store is not None and state is not None:
+            raise SettingsError("give a store or a state location, not both")
+        if store is None:
+            store = open_store(state or "memory:", s, crawl_id=crawl_id)
+        self.store: CrawlStore = store
+        self.store.watch_scope(self._scope_added)
         self.exporters = list(exporters)
         self._output_targets = [t if t == "-" else os.path.abspath(t) for t in outputs]
         self._output_format = output_format
@@ -180,6 +182,11 @@ class Crawler:
         self._has_failed = type(spider).failed is not Spider.failed
         self._fatal: BaseException | None = None
 
+    def _scope_added(self, url: str) -> None:
+        """A seed of the crawl redirected to ``url`` (here or in another process)."""
+        with suppress(SettingsError):
+            self.rules.add_seed(url)
+
     # ------------------------------------------------------------------ public
     def items(self) -> trio.MemoryReceiveChannel[Any]:
         """Items as they are produced (opt-in): a channel to ``async for`` over.
@@ -221,7 +228,7 @@ class Crawler:
         return self.statistics()
 
     def statistics(self) -> CrawlStats:
-        over_budget = getattr(self.store, "over_budget", 0)
+        over_budget = self.store.budget_refusals()
         if over_budget:
             self._counters.dropped["host_budget"] = over_budget
         now = self._ended_at or (trio.current_time() if self._started_at is not None else 0.0)
@@ -253,16 +260,20 @@ class Crawler:
                         software=f"trio-crawler/{__version__}",
                         info={"http-header-user-agent": s.user_agent},
                     )
-                async with Fetcher(
-                    s,
-                    guard=self._guard,
-                    resolver=self._resolver,
-                    transport=self._transport,
-                ) as fetcher:
-                    self._fetcher = fetcher
-                    async with trio.open_nursery() as nursery:
-                        await self._start_tasks(nursery)
-                        task_status.started()
+                try:
+                    async with Fetcher(
+                        s,
+                        guard=self._guard,
+                        resolver=self._resolver,
+                        transport=self._transport,
+                    ) as fetcher:
+                        self._fetcher = fetcher
+                        async with trio.open_nursery() as nursery:
+                            await self._start_tasks(nursery)
+                            task_status.started()
+                finally:
+                    with trio.move_on_after(0.5, shield=True):
+                        await self.store.end(self._final_reason())
         except BaseException as exc:
             if self._stop_reason is None:
                 self._stop_reason = "cancelled" if _only_cancelled(exc) else "error"
@@ -1036,9 +1047,8 @@ class Crawler:
             return
         if request.depth == 0 and self.settings.scope != "any":
             # a seed that redirects (http -> https, example.com -> www.example.com) takes its
-            # target's site into scope, as if the user had named it
-            with suppress(SettingsError):
-                self.rules.add_seed(target)
+            # target's site into scope, as if the user had named it, for the whole crawl
+            await self.store.add_scope(target)
         reason = self.rules.check(target)
         if reason is not None:
             kind = (

@@ -10,7 +10,7 @@ import math
 import trio
 
 from .._frontier import Frontier
-from ._base import Claim
+from .base import Claim
 
 
 class LocalQueue:

@@ -4,12 +4,15 @@ fingerprints, and a heap of requests waiting for a retry time. Nothing here bloc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._frontier import Frontier
 from .._spider import Request
-from ._base import Claim, CrawlStore, NewRequest
-from ._local import LocalQueue
+from .base import Claim, CrawlStore, NewRequest
+from .local import LocalQueue
+
+if TYPE_CHECKING:
+    from .._settings import Settings
 
 
 class MemoryStore(LocalQueue, CrawlStore):
@@ -33,7 +36,16 @@ class MemoryStore(LocalQueue, CrawlStore):
         self._seen: set[int] = set()
         self._max_per_host = max_pages_per_host
         self._host_admitted: dict[str, int] = {}
-        self.over_budget = 0
+        self._over_budget = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MemoryStore:
+        return cls(
+            per_host_concurrency=settings.per_host_concurrency,
+            per_host_delay=settings.per_host_delay,
+            max_pages_per_host=settings.max_pages_per_host,
+            depth_first=settings.order == "depth",
+        )
 
     # -------------------------------------------------------------- internals
     def _queue(self, new: Sequence[NewRequest]) -> int:
@@ -51,7 +63,7 @@ class MemoryStore(LocalQueue, CrawlStore):
             if budget is not None:
                 n = admitted.get(item.host, 0)
                 if n >= budget:
-                    self.over_budget += 1
+                    self._over_budget += 1
                     continue
                 admitted[item.host] = n + 1
             frontier.push(item.host, Claim(item.request, fp, item.host), item.request.priority)
@@ -103,6 +115,9 @@ class MemoryStore(LocalQueue, CrawlStore):
 
     async def set_host_delay(self, host: str, delay: float) -> None:
         self._frontier.set_delay(host, delay)
+
+    def budget_refusals(self) -> int:
+        return self._over_budget
 
     def outstanding(self) -> int:
         return len(self._frontier) + self._frontier.in_flight + len(self._delayed)

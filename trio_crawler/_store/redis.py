@@ -58,16 +58,32 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import trio
 
 from .._exceptions import SettingsError, StateMismatch, StoreError
-from .._export import _encode_json, to_record
+from .._records import encode_json, to_record
 from .._spider import Request
-from . import _lua
-from ._base import Claim, CrawlStore, NewRequest
-from ._sqlite import _decode_request, _describe, _encode_request, _jsonable, _signed
+from . import lua
+from .base import Claim, CrawlStore, NewRequest
+from .codec import decode_request, describe, encode_request, jsonable, signed
+from .redis_conn import (
+    FORMAT_VERSION,
+    SHARED_SETTINGS,
+    as_list,
+    as_text,
+    check_crawl_id,
+    flatten,
+    from_json,
+    key_prefix,
+    leaf_errors,
+    only_redis,
+    parse_url,
+    redact,
+    redis_client,
+    transient,
+    translate,
+)
 
 if TYPE_CHECKING:
     import coredis
@@ -75,189 +91,29 @@ if TYPE_CHECKING:
     from .._settings import Settings
     from .._stats import Counters
 
-__all__ = [
-    "FORMAT_VERSION",
-    "RedisStore",
-    "export_items",
-    "is_redis_url",
-    "read_crawl",
-    "read_status",
-]
-
-log = logging.getLogger("trio_crawler.store.redis")
-
-#: Version of the key layout. A crawl of a newer version is refused, not misread.
-FORMAT_VERSION = 1
-
-#: Settings a ``worker`` takes from the stored crawl unless its own flags say otherwise.
-SHARED_SETTINGS = (
-    "per_host_delay",
-    "per_host_concurrency",
-    "max_pages_per_host",
-    "max_depth",
-    "order",
-    "obey_robots",
-    "obey_meta_robots",
-    "obey_nofollow",
-    "user_agent",
-    "max_body_size",
-    "max_retries",
-    "request_timeout",
-    "max_redirects",
-    "max_crawl_delay",
-    "adaptive_throttle",
-    "politeness_key",
-    "dedupe_content",
-    "allow_private",
-    "allowed_addresses",
-)
+__all__ = ["RedisStore"]
 
 _T = TypeVar("_T")
 
-
-def is_redis_url(text: str | None) -> bool:
-    return bool(text) and str(text).startswith(("redis://", "rediss://", "unix://"))
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (for messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
-def _transient(exc: BaseException) -> bool:
-    """A connection problem worth retrying (Redis restarting, a dropped connection)."""
-    import anyio
-    from coredis.exceptions import ConnectionError as RedisConnectionError
-    from coredis.exceptions import ReadOnlyError
-
-    leaves = _leaves(exc)
-    return bool(leaves) and all(
-        isinstance(
-            e,
-            RedisConnectionError
-            | ReadOnlyError
-            | TimeoutError
-            | OSError
-            | trio.BrokenResourceError
-            | trio.ClosedResourceError
-            | anyio.BrokenResourceError
-            | anyio.ClosedResourceError
-            | anyio.EndOfStream
-            | EOFError,
-        )
-        for e in leaves
-    )
-
-
-def _translate(url: str, exc: BaseException) -> StoreError | None:
-    """One line for a user, whatever the client said; None for what is not a Redis error."""
-    from coredis.exceptions import (
-        AuthenticationError,
-        AuthorizationError,
-        RedisError,
-    )
-
-    where = _redact(url)
-    for leaf in _leaves(exc):
-        if isinstance(leaf, StoreError):
-            return leaf
-        if isinstance(leaf, AuthenticationError):
-            return StoreError(f"Redis at {where} refused the credentials ({leaf})")
-        if isinstance(leaf, AuthorizationError):
-            return StoreError(f"Redis at {where}: not allowed ({leaf})")
-    for leaf in _leaves(exc):
-        if _transient(leaf):
-            return StoreError(f"cannot reach Redis at {where} ({leaf or type(leaf).__name__})")
-        if isinstance(leaf, RedisError):
-            return StoreError(f"Redis at {where}: {leaf}")
-    return None
-
-
-def _parse_url(url: str) -> None:
-    if not is_redis_url(url):
-        raise SettingsError(f"--store takes a redis://HOST:PORT/DB URL, not {url!r}")
-    parts = urlsplit(url)
-    try:
-        _ = parts.port
-    except ValueError as exc:
-        raise SettingsError(f"malformed Redis URL {_redact(url)!r}: {exc}") from None
-    path = unquote(parts.path).strip("/")
-    if path and not path.isdigit():
-        raise SettingsError(f"malformed Redis URL {_redact(url)!r}: the path is a database number")
-
-
-def _check_crawl_id(crawl_id: str) -> None:
-    if not crawl_id or len(crawl_id) > 200 or any(c in crawl_id for c in "{}\n\r\t "):
-        raise SettingsError(
-            f"a crawl id is 1 to 200 characters without spaces or braces, not {crawl_id!r}"
-        )
-
-
-def _prefix(crawl_id: str) -> str:
-    return f"tc:{{{crawl_id}}}:"
-
-
-def _client(url: str) -> coredis.Redis[bytes]:
-    try:
-        import coredis
-    except ImportError:
-        raise StoreError("the Redis store needs coredis: pip install 'coredis>=6.9,<7'") from None
-
-    return coredis.Redis.from_url(url, connect_timeout=5, stream_timeout=30)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _json(value: Any) -> Any:
-    return json.loads(_text(value))
-
-
-def _as_list(value: Any) -> list[Any]:
-    # cjson encodes an empty Lua table as {}
-    return value if isinstance(value, list) else []
-
-
-def _flatten(counters: Counters) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for field in dataclasses.fields(counters):
-        value = getattr(counters, field.name)
-        if isinstance(value, Counter):
-            for key, n in value.items():
-                out[f"{field.name}.{key}"] = int(n)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out[field.name] = value
-    return out
+log = logging.getLogger("trio_crawler.store.redis")
 
 
 def _link(item: NewRequest) -> list[Any]:
     request = item.request
     fp = item.fingerprint
     return [
-        str(_signed(fp)),
+        str(signed(fp)),
         fp & 0xFFFFFFFF,
         item.host,
         int(request.priority),
-        f"{fp:016x} {_encode_request(request)}",
+        f"{fp:016x} {encode_request(request)}",
         1 if request.dont_filter else 0,
     ]
 
 
 def _claim_of(host: str, entry: str) -> Claim:
     fp_hex, _, text = entry.partition(" ")
-    return Claim(_decode_request(text), int(fp_hex, 16), host)
+    return Claim(decode_request(text), int(fp_hex, 16), host)
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -275,16 +131,17 @@ class _Op:
 class _Scripts:
     def __init__(self, client: coredis.Redis[bytes]) -> None:
         def script(body: str) -> Any:
-            return client.register_script(_lua.PRELUDE + body)
+            return client.register_script(lua.PRELUDE + body)
 
-        self.sync = script(_lua.SYNC)
-        self.add = script(_lua.ADD)
-        self.mark_seen = script(_lua.MARK_SEEN)
-        self.peek = script(_lua.PEEK)
-        self.renew = script(_lua.RENEW)
-        self.release = script(_lua.RELEASE)
-        self.open = script(_lua.OPEN)
-        self.save_robots = script(_lua.SAVE_ROBOTS)
+        self.sync = script(lua.SYNC)
+        self.add = script(lua.ADD)
+        self.mark_seen = script(lua.MARK_SEEN)
+        self.peek = script(lua.PEEK)
+        self.renew = script(lua.RENEW)
+        self.release = script(lua.RELEASE)
+        self.open = script(lua.OPEN)
+        self.save_robots = script(lua.SAVE_ROBOTS)
+        self.add_scope = script(lua.ADD_SCOPE)
 
 
 class RedisStore(CrawlStore):
@@ -297,6 +154,8 @@ class RedisStore(CrawlStore):
     ``retry_for``: how long Redis may stay unreachable before the worker gives up.
     ``linger``: how long completions gather before they are sent (fewer round trips).
     """
+
+    durable = True
 
     def __init__(
         self,
@@ -315,13 +174,13 @@ class RedisStore(CrawlStore):
         shared_settings: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        _parse_url(url)
-        _check_crawl_id(crawl_id)
+        parse_url(url)
+        check_crawl_id(crawl_id)
         if lease <= 0 or poll_interval <= 0:
             raise SettingsError("the lease and the poll interval must be positive")
         self.url = url
         self.crawl_id = crawl_id
-        self._prefix = _prefix(crawl_id)
+        self._prefix = key_prefix(crawl_id)
         self._keys = [self._prefix]
         self._cfg = {
             "delay": per_host_delay,
@@ -350,6 +209,7 @@ class RedisStore(CrawlStore):
         self._queued = 0
         self._hosts = 0
         self._ready_at = -math.inf  # local time before which a claim is pointless
+        self._scope_count = 0  # scope additions in Redis, as the last reply counted them
         self._offset = 0.0  # Redis time - trio time
         self._event_id = "$"
         # leases held by this worker
@@ -389,7 +249,7 @@ class RedisStore(CrawlStore):
             max_pages_per_host=settings.max_pages_per_host,
             depth_first=settings.order == "depth",
             concurrency=settings.concurrency,
-            shared_settings=_jsonable(shared),
+            shared_settings=jsonable(shared),
             **kwargs,
         )
 
@@ -414,23 +274,23 @@ class RedisStore(CrawlStore):
             try:
                 result = await fn()
             except Exception as exc:  # ExceptionGroup too: the client's nursery wraps errors
-                if not _transient(exc):
+                if not transient(exc):
                     log.debug("Redis call %s failed", what, exc_info=exc)
-                    error = _translate(self.url, exc)
+                    error = translate(self.url, exc)
                     if error is None:
                         raise
                     raise error from None
                 waited = trio.current_time() - started
                 if waited > self._retry_for:
                     raise StoreError(
-                        f"Redis at {_redact(self.url)} unreachable for {waited:.0f}s "
-                        f"({_leaves(exc)[0]})"
+                        f"Redis at {redact(self.url)} unreachable for {waited:.0f}s "
+                        f"({leaf_errors(exc)[0]})"
                     ) from None
                 if not warned:
                     log.warning(
                         "Redis at %s: %s during %s; retrying",
-                        _redact(self.url),
-                        _leaves(exc)[0],
+                        redact(self.url),
+                        leaf_errors(exc)[0],
                         what,
                     )
                     warned = True
@@ -438,7 +298,7 @@ class RedisStore(CrawlStore):
                 self.round_trips += 1
                 self.calls[what] += 1
                 if warned:
-                    log.warning("Redis at %s is back", _redact(self.url))
+                    log.warning("Redis at %s is back", redact(self.url))
                 return result
             await trio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 2.0)
@@ -458,6 +318,7 @@ class RedisStore(CrawlStore):
             self._hosts = int(reply.get("hosts", 0))
             ready = float(reply.get("ready", -1))
             self._ready_at = math.inf if ready < 0 else ready - self._offset
+        self._scope_count = max(self._scope_count, int(reply.get("scope", 0)))
 
     def _notify(self) -> None:
         self._changed.set()
@@ -473,9 +334,9 @@ class RedisStore(CrawlStore):
     @asynccontextmanager
     async def open(self, meta: Mapping[str, Any], counters: Counters) -> AsyncIterator[bool]:
         self._counters = counters
-        self._sent = _flatten(counters)
+        self._sent = flatten(counters)
         try:
-            async with _client(self.url) as client:
+            async with redis_client(self.url) as client:
                 self._client_obj = client
                 self._scripts = _Scripts(client)
                 resumed = await self._open_crawl(meta)
@@ -498,7 +359,7 @@ class RedisStore(CrawlStore):
         except BaseExceptionGroup as group:
             log.debug("the Redis client failed", exc_info=group)
             # the client's own nursery wraps what crosses it: give back a StoreError as such
-            error = _translate(self.url, group) if _only_redis(group) else None
+            error = translate(self.url, group) if only_redis(group) else None
             if error is not None:
                 raise error from None
             raise
@@ -510,15 +371,15 @@ class RedisStore(CrawlStore):
             with trio.fail_after(10):
                 await self._client.ping()
         except trio.TooSlowError:
-            raise StoreError(f"cannot reach Redis at {_redact(self.url)} (timed out)") from None
+            raise StoreError(f"cannot reach Redis at {redact(self.url)} (timed out)") from None
         except (RedisError, OSError, BaseExceptionGroup) as exc:
-            error = _translate(self.url, exc)
+            error = translate(self.url, exc)
             if error is None:
                 raise
             raise error from None
-        crawl = json.dumps(_jsonable(dict(meta)), sort_keys=True)
+        crawl = json.dumps(jsonable(dict(meta)), sort_keys=True)
         cfg = self._cfg
-        reply = _json(
+        reply = from_json(
             await self._call(
                 "open",
                 lambda: self._s.open(
@@ -550,10 +411,10 @@ class RedisStore(CrawlStore):
                 )
             stored = json.loads(reply.get("crawl") or "{}")
             for key, value in meta.items():
-                if key in stored and stored[key] != _jsonable(value):
+                if key in stored and stored[key] != jsonable(value):
                     raise StateMismatch(
                         f"crawl {self.crawl_id!r} in Redis has other {key} "
-                        f"({_describe(stored[key])}, now {_describe(_jsonable(value))}); use "
+                        f"({describe(stored[key])}, now {describe(jsonable(value))}); use "
                         f"the same {key} to join it, or another --crawl-id"
                     )
             stored_cfg = reply.get("cfg") or []
@@ -562,6 +423,7 @@ class RedisStore(CrawlStore):
                 if lease:
                     self._lease = float(lease)
         await self._peek()
+        await self._catch_up_scope()
         return not reply["new"]
 
     def _worker_info(self, **more: Any) -> dict[str, Any]:
@@ -585,7 +447,7 @@ class RedisStore(CrawlStore):
                         "release",
                         lambda: self._s.release(self._keys, [self.worker_id, *tokens]),
                     )
-                    self._absorb(_json(reply))
+                    self._absorb(from_json(reply))
                 info = self._worker_info(
                     ended=time.time(), outstanding=self._count, lost_leases=self.lost_leases
                 )
@@ -653,7 +515,7 @@ class RedisStore(CrawlStore):
                 ops, self._ops = self._ops[:500], self._ops[500:]
                 self._urgent = False
                 assert self._counters is not None
-                snapshot = _flatten(self._counters)
+                snapshot = flatten(self._counters)
                 deltas = {k: v - self._sent.get(k, 0) for k, v in snapshot.items()}
                 first = next(self._token_seq)
                 for _ in range(want + extra - 1):
@@ -670,7 +532,7 @@ class RedisStore(CrawlStore):
                 )
                 self._unacked = (f"{next(self._rid_seq)}", ops, snapshot, payload)
             rid, ops, snapshot, text = self._unacked
-            reply = _json(
+            reply = from_json(
                 await self._call(
                     "sync", lambda: self._s.sync(self._keys, [self.worker_id, rid, text])
                 )
@@ -678,11 +540,11 @@ class RedisStore(CrawlStore):
             self._unacked = None
             self._sent = snapshot
             self._absorb(reply)
-            for token, host, entry in _as_list(reply.get("claims")):
-                claim = _claim_of(_text(host), _text(entry))
-                self._tokens[claim] = _text(token)
+            for token, host, entry in as_list(reply.get("claims")):
+                claim = _claim_of(as_text(host), as_text(entry))
+                self._tokens[claim] = as_text(token)
                 self._buffer.append(claim)
-            results = _as_list(reply.get("r"))
+            results = as_list(reply.get("r"))
             counters = self._counters
             for i, op in enumerate(ops):
                 op.result = int(results[i]) if i < len(results) else 0
@@ -738,8 +600,8 @@ class RedisStore(CrawlStore):
                     entries = stream_entries
             if entries:
                 last = entries[-1]
-                self._event_id = _text(last.identifier)
-                fields = {_text(k): _text(v) for k, v in last.field_values.items()}
+                self._event_id = as_text(last.identifier)
+                fields = {as_text(k): as_text(v) for k, v in last.field_values.items()}
                 self._absorb(
                     {
                         "now": float(fields.get("t", -math.inf)),
@@ -755,10 +617,12 @@ class RedisStore(CrawlStore):
             self._notify()
 
     async def _peek(self) -> None:
-        reply = _json(await self._call("poll", lambda: self._s.peek(self._keys, [self.worker_id])))
+        reply = from_json(
+            await self._call("poll", lambda: self._s.peek(self._keys, [self.worker_id]))
+        )
         self._absorb(reply)
         if self._event_id == "$":
-            self._event_id = _text(reply.get("event", "0-0"))
+            self._event_id = as_text(reply.get("event", "0-0"))
 
     async def _renewer(self) -> None:
         while True:
@@ -779,7 +643,9 @@ class RedisStore(CrawlStore):
         total = 0
         for i in range(0, len(requests), 1000):
             args = [self.worker_id, json.dumps([_link(r) for r in requests[i : i + 1000]])]
-            reply = _json(await self._call("add", functools.partial(self._s.add, self._keys, args)))
+            reply = from_json(
+                await self._call("add", functools.partial(self._s.add, self._keys, args))
+            )
             self._absorb(reply)
             total += int(reply.get("n", 0))
         if total:
@@ -791,13 +657,13 @@ class RedisStore(CrawlStore):
         self._check()
         if not fingerprints:
             return []
-        payload = json.dumps([[str(_signed(fp)), fp & 0xFFFFFFFF] for fp in fingerprints])
-        reply = _json(
+        payload = json.dumps([[str(signed(fp)), fp & 0xFFFFFFFF] for fp in fingerprints])
+        reply = from_json(
             await self._call(
                 "mark_seen", lambda: self._s.mark_seen(self._keys, [self.worker_id, payload])
             )
         )
-        return [bool(x) for x in _as_list(reply.get("r"))]
+        return [bool(x) for x in as_list(reply.get("r"))]
 
     async def claim(self, now: float, limit: int) -> list[Claim]:
         self._check()
@@ -810,6 +676,8 @@ class RedisStore(CrawlStore):
         while self._buffer and len(out) < limit:
             out.append(self._buffer.popleft())
         self._in_hand += len(out)
+        if out:
+            await self._catch_up_scope()  # before a page of a new site is fetched here
         return out
 
     def next_ready_time(self) -> float | None:
@@ -843,7 +711,7 @@ class RedisStore(CrawlStore):
                 "k": "c",
                 "t": token,
                 "f": f"{claim.fingerprint:016x}",
-                "i": [_encode_json(to_record(item)) for item in items],
+                "i": [encode_json(to_record(item)) for item in items],
                 "n": [_link(r) for r in new],
             },
             claim=claim,
@@ -863,7 +731,7 @@ class RedisStore(CrawlStore):
         self._in_hand = max(0, self._in_hand - 1)
         if token is None:
             return
-        entry = f"{claim.fingerprint:016x} {_encode_request(request)}"
+        entry = f"{claim.fingerprint:016x} {encode_request(request)}"
         wait = max(0.0, not_before - trio.current_time())
         fp = f"{claim.fingerprint:016x}"
         await self._submit(_Op({"k": "r", "t": token, "f": fp, "e": entry, "w": wait}, claim=claim))
@@ -898,6 +766,24 @@ class RedisStore(CrawlStore):
             return None
         return int(status), bytes(body or b""), float(at or 0.0)
 
+    async def add_scope(self, url: str) -> None:
+        self._check()
+        self._heard_scope(url)
+        reply = await self._call(
+            "add_scope", lambda: self._s.add_scope(self._keys, [self.worker_id, url])
+        )
+        self._absorb(from_json(reply))
+
+    async def _catch_up_scope(self) -> None:
+        """Hear of the scope additions other workers made (the last reply counted them)."""
+        known = len(self._scope)
+        if self._scope_count <= known:
+            return
+        key = self._keys[0] + "scope"
+        urls = await self._call("scope", lambda: self._client.lrange(key, known, -1))
+        for url in urls:
+            self._heard_scope(as_text(url))
+
     async def save_robots(self, host: str, status: int, body: bytes, fetched_at: float) -> None:
         self._check()
         await self._call(
@@ -917,99 +803,3 @@ class RedisStore(CrawlStore):
             "buffered": len(self._buffer),
             "held": len(self._tokens),
         }
-
-
-def _only_redis(group: BaseExceptionGroup) -> bool:
-    from coredis.exceptions import RedisError
-
-    leaves = _leaves(group)
-    return bool(leaves) and all(
-        isinstance(e, RedisError | StoreError | OSError) and not isinstance(e, trio.Cancelled)
-        for e in leaves
-    )
-
-
-# --------------------------------------------------------------------------- reading a crawl
-@asynccontextmanager
-async def _connected(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
-    _parse_url(url)
-    try:
-        async with _client(url) as client:
-            with trio.fail_after(10):
-                await client.ping()
-            yield client
-    except trio.TooSlowError:
-        raise StoreError(f"cannot reach Redis at {_redact(url)} (timed out)") from None
-    except Exception as exc:
-        if isinstance(exc, StoreError):
-            raise
-        error = _translate(url, exc)
-        if error is None:
-            raise
-        raise error from None
-
-
-async def read_crawl(url: str, crawl_id: str) -> dict[str, Any]:
-    """The stored crawl's identity (``crawl``) and shared settings (``settings``)."""
-    _check_crawl_id(crawl_id)
-    prefix = _prefix(crawl_id)
-    async with _connected(url) as client:
-        values = await client.hmget(prefix + "meta", ["crawl", "settings", "format"])
-    crawl, settings, version = values
-    if crawl is None:
-        raise StoreError(
-            f"no crawl {crawl_id!r} in Redis at {_redact(url)}: start it with "
-            f"`trio-crawler crawl URL --store {_redact(url)} --crawl-id {crawl_id}`"
-        )
-    if int(_text(version or b"0")) > FORMAT_VERSION:
-        raise StoreError(f"crawl {crawl_id!r} was written by a newer trio-crawler")
-    return {"crawl": _json(crawl), "settings": _json(settings or b"{}")}
-
-
-async def read_status(url: str, crawl_id: str) -> dict[str, Any]:
-    """Where a crawl stands: counts, statistics, stop reason."""
-    _check_crawl_id(crawl_id)
-    p = _prefix(crawl_id)
-    async with _connected(url) as client:
-        meta = await client.hgetall(p + "meta")
-        if not meta:
-            raise StoreError(f"no crawl {crawl_id!r} in Redis at {_redact(url)}")
-        stats = await client.hgetall(p + "stats")
-        count = await client.get(p + "count")
-        queued = await client.get(p + "queued")
-        leased = await client.zcard(p + "leases")
-        items = await client.xlen(p + "items")
-        workers = await client.hgetall(p + "workers")
-    return {
-        "crawl": _json(meta.get(b"crawl", b"{}")),
-        "stop_reason": _text(meta[b"stop_reason"]) if b"stop_reason" in meta else None,
-        "outstanding": int(count or 0),
-        "queued": int(queued or 0),
-        "leased": int(leased),
-        "items": int(items),
-        "stats": {_text(k): int(v) for k, v in stats.items()},
-        "workers": {_text(k): _json(v) for k, v in workers.items()},
-    }
-
-
-async def export_items(url: str, crawl_id: str, target: str, *, format: str | None = None) -> int:
-    """Write the crawl's committed items to ``target``; returns the count."""
-    from .._export import open_exporter
-
-    _check_crawl_id(crawl_id)
-    key = _prefix(crawl_id) + "items"
-    count = 0
-    async with _connected(url) as client:
-        if not await client.exists([_prefix(crawl_id) + "meta"]):
-            raise StoreError(f"no crawl {crawl_id!r} in Redis at {_redact(url)}")
-        with open_exporter(target, format=format) as exporter:
-            start = "-"
-            while True:
-                entries = await client.xrange(key, start, "+", count=1000)
-                if not entries:
-                    break
-                records = [json.loads(e.field_values[b"d"]) for e in entries]
-                exporter.write_many(records)
-                count += len(records)
-                start = "(" + _text(entries[-1].identifier)
-    return count

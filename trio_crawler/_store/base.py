@@ -1,11 +1,25 @@
-"""The store interface: small and batch-oriented, so remote and durable stores stay cheap.
+"""The store contract, whole: what every backend (memory, SQLite, Redis, a worker's remote
+view) does for the engine. Small and batch-oriented, so remote and durable stores stay cheap.
+
+A store holds one crawl's frontier, seen set, per-host politeness state (the delay and
+concurrency of each host, pauses), robots.txt answers, scope additions and statistics, and it
+is the *commit sink* of the crawl's outputs.
 
 Outputs: the store owns the crawl's exporters (:meth:`CrawlStore.attach_outputs`) because
 what reaches an output file must be what the store committed. A durable store writes a
 batch's items to the exporters, flushes them, and records each file's byte offset in the same
 transaction as the pages, links and items; on resume the files are truncated back to the
 recorded offsets (:meth:`CrawlStore.output_offsets`), so a file never holds an uncommitted
-or half-written record.
+or half-written record. The memory store writes the items of a page when it completes.
+
+Scope: a seed that redirects (``http://`` to ``https://``, ``example.com`` to ``www.``) takes
+its target's site into the scope. :meth:`CrawlStore.add_scope` records that for the whole
+crawl, and every engine working on the crawl (other processes and workers, a resumed run)
+hears of it through the listener given to :meth:`CrawlStore.watch_scope` before it is handed
+any request that needs it.
+
+Budgets: requests refused because their host's page budget (``max_pages_per_host``) was
+spent are counted by the store (:meth:`CrawlStore.budget_refusals`).
 
 Counting rule (the termination rule reads it): ``outstanding()`` is the number of requests
 queued, waiting for a retry, or in flight. :meth:`CrawlStore.add` raises it by the number of
@@ -19,9 +33,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
@@ -50,11 +64,45 @@ class Claim:
     host: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """Where a stored crawl stands (``trio-crawler status``), whatever keeps it."""
+
+    #: The state file, or the Redis URL (password hidden) and crawl id.
+    location: str
+    #: What identifies the crawl: spider, seeds, scope, URL rules.
+    crawl: Mapping[str, Any]
+    #: Why it ended (``finished``, a limit, ``interrupted``...), or None: not ended, or unknown.
+    stop_reason: str | None
+    done: int
+    queued: int
+    #: In flight at the stop (fetched again on resume), or leased by running workers.
+    in_flight: int
+    items: int
+    #: The crawl's statistics (counters), as stored.
+    stats: Mapping[str, Any]
+    #: Output files and their committed sizes.
+    outputs: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: The busiest hosts: (host, done, left).
+    hosts: Sequence[tuple[str, int, int]] = ()
+    #: Workers that joined (Redis): id -> what they said of themselves.
+    workers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason == "finished"
+
+
 class CrawlStore(abc.ABC):
     """Frontier, seen set, per-host politeness state and counters of one crawl."""
 
+    #: Whether the crawl survives the process (and :meth:`open` may resume it).
+    durable: ClassVar[bool] = False
+
     def __init__(self) -> None:
         self._outputs: list[Exporter] = []
+        self._scope_listener: Callable[[str], None] | None = None
+        self._scope: dict[str, None] = {}
 
     @abc.abstractmethod
     async def add(self, requests: Sequence[NewRequest]) -> int:
@@ -115,6 +163,37 @@ class CrawlStore(abc.ABC):
     @abc.abstractmethod
     def active_hosts(self) -> int: ...
 
+    def budget_refusals(self) -> int:
+        """Requests refused so far because their host's page budget was spent."""
+        return 0
+
+    # ------------------------------------------------------------ scope
+    def watch_scope(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(url)`` for every URL added to the crawl's scope
+        (:meth:`add_scope`), by this engine or any other working on the crawl, and for those
+        stored before a resume. Additions already heard are replayed to it now."""
+        self._scope_listener = listener
+        for url in self._scope:
+            listener(url)
+
+    async def add_scope(self, url: str) -> None:
+        """A seed redirected to ``url``: its site joins the scope of the whole crawl.
+        Default: this process only (the listener hears of it at once)."""
+        self._heard_scope(url)
+
+    def _heard_scope(self, url: str) -> bool:
+        """Tell the listener about ``url`` once; True when it was new."""
+        if url in self._scope:
+            return False
+        self._scope[url] = None
+        if self._scope_listener is not None:
+            self._scope_listener(url)
+        return True
+
+    def scope_additions(self) -> list[str]:
+        """Every URL added to the scope so far, in order."""
+        return list(self._scope)
+
     # ------------------------------------------------------------ crawl lifecycle
     @asynccontextmanager
     async def open(self, meta: Mapping[str, Any], counters: Counters) -> AsyncIterator[bool]:
@@ -135,7 +214,8 @@ class CrawlStore(abc.ABC):
                 await self.close()
 
     def attach_outputs(self, exporters: Sequence[Exporter]) -> None:
-        """Items of completed pages go to these exporters (after :meth:`output_offsets`)."""
+        """The commit sink: items of completed pages go to these exporters, written and
+        flushed by the store when it commits them (after :meth:`output_offsets`)."""
         self._outputs = list(exporters)
 
     def output_offsets(self) -> dict[str, int]:
@@ -148,6 +228,11 @@ class CrawlStore(abc.ABC):
 
     async def save_robots(self, host: str, status: int, body: bytes, fetched_at: float) -> None:  # noqa: B027
         """Keep a robots.txt answer so other workers and a resumed crawl reuse it."""
+
+    async def end(self, stop_reason: str) -> None:  # noqa: B027  (optional hook)
+        """The crawl ended in this process for ``stop_reason`` (``finished``, a limit,
+        ``interrupted``...): a durable store keeps it for ``status``. Called before
+        :meth:`close`, shielded and bounded."""
 
     async def flush(self) -> None:  # noqa: B027  (optional hook)
         """Commit what is pending now (the engine calls it when the crawl ends)."""

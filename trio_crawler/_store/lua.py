@@ -20,6 +20,7 @@ Keys (``P`` is ``tc:{CRAWL_ID}:``; the hash tag keeps a crawl's keys in one clus
     P.stats         hash of statistics (each worker adds its deltas)
     P.workers       hash worker id -> JSON (pid, host, started; ended and pages when it left)
     P.robots:<host> hash status, body, at
+    P.scope         list of the URLs added to the scope (a seed's redirect); P.scope:set
     P.reply:<worker>:<kind>  the last reply of a claim/commit, so a retried call is not run twice
 
 Times are seconds since ``t0`` (the crawl's creation, Redis clock), so every worker agrees on
@@ -249,7 +250,7 @@ local function add_links(links)
     redis.call('HDEL', P .. 'meta', 'stop_reason', 'finished_at')
     EVENT = true
   end
-  if over > 0 then redis.call('HINCRBY', P .. 'stats', 'dropped.over_host_budget', over) end
+  if over > 0 then redis.call('HINCRBY', P .. 'stats', 'dropped.host_budget', over) end
   return queued
 end
 
@@ -282,6 +283,7 @@ local function status(now, out)
   out.queued = num(redis.call('GET', P .. 'queued'), 0)
   out.ready = next_ready()
   out.hosts = redis.call('ZCARD', P .. 'ready')
+  out.scope = redis.call('LLEN', P .. 'scope')
   return out
 end
 """
@@ -476,6 +478,15 @@ local m = redis.call('HMGET', P .. 'meta', 'crawl', 'format', 'stop_reason')
 local c = redis.call('HMGET', P .. 'cfg', 'delay', 'conc', 'budget', 'dfs', 'lease')
 return cjson.encode({new = false, crawl = m[1], format = m[2], stop_reason = m[3] or '',
   cfg = c})
+"""
+
+#: ARGV: worker, URL. Adds the URL to the crawl's scope additions (once).
+ADD_SCOPE = r"""
+local now = clock()
+if redis.call('SADD', P .. 'scope:set', ARGV[2]) == 1 then
+  redis.call('RPUSH', P .. 'scope', ARGV[2])
+end
+return cjson.encode(status(now, {}))
 """
 
 #: ARGV: worker, host, status, body, fetched_at (wall clock).

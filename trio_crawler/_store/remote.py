@@ -73,7 +73,7 @@ import trio
 
 from .._exceptions import CrawlerError, SettingsError
 from .._spider import Request, Spider
-from ._base import Claim, CrawlStore, NewRequest
+from .base import Claim, CrawlStore, NewRequest
 
 if TYPE_CHECKING:
     from .._engine import Crawler
@@ -161,8 +161,8 @@ class SharedStore(CrawlStore):
 
     ``on_stop(reason)`` is called when the crawl must stop for a reason the parent's engine
     cannot see by itself (``max_pages`` counted over all processes, a worker's ``fail_fast``);
-    ``on_seed(url)`` when a worker followed a seed's redirect (the target joins the scope);
-    ``stopping()`` says whether this process' engine was asked to stop.
+    ``stopping()`` says whether this process' engine was asked to stop. Scope additions
+    (:meth:`add_scope`) from any process reach ``inner`` and every process' listener.
     """
 
     def __init__(
@@ -172,7 +172,6 @@ class SharedStore(CrawlStore):
         setup: Mapping[str, Any] | None = None,
         max_pages: int | None = None,
         on_stop: Callable[[str], None] | None = None,
-        on_seed: Callable[[str], None] | None = None,
         stopping: Callable[[], bool] | None = None,
     ) -> None:
         super().__init__()
@@ -184,9 +183,7 @@ class SharedStore(CrawlStore):
         self._max_pages = max_pages
         self._pages_started: set[int] = set()
         self._on_stop = on_stop
-        self._on_seed = on_seed
-        self._seeds: list[str] = []
-        self._seed_set: set[str] = set()
+        self._seeds: list[str] = []  # scope additions, sent on to the workers
         self._robots: dict[str, tuple[int, bytes, float]] = {}
         self._delayed_hosts: set[str] = set()
         self._listening = trio.Event()
@@ -201,13 +198,11 @@ class SharedStore(CrawlStore):
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------ delegation
-    @property
-    def over_budget(self) -> int:
-        return int(getattr(self.inner, "over_budget", 0))
+    def budget_refusals(self) -> int:
+        return self.inner.budget_refusals()
 
     async def add(self, requests: Sequence[NewRequest]) -> int:
         self._seeded.set()
-        self._note_seeds(requests)
         return await self.inner.add(requests)
 
     async def mark_seen(self, fingerprints: Sequence[int]) -> list[bool]:
@@ -240,8 +235,6 @@ class SharedStore(CrawlStore):
     async def complete(
         self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
     ) -> int:
-        if new:
-            self._note_seeds(new)
         return await self.inner.complete(claim, new, items)
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
@@ -317,15 +310,21 @@ class SharedStore(CrawlStore):
         self._changed.set()
         self._changed = trio.Event()
 
-    def _note_seeds(self, requests: Sequence[NewRequest]) -> None:
-        """A seed's redirect hop (depth 0, with a redirect chain) widens every process' scope."""
-        for item in requests:
-            request = item.request
-            if request.redirects and request.depth == 0 and request.url not in self._seed_set:
-                self._seed_set.add(request.url)
-                self._seeds.append(request.url)
-                if self._on_seed is not None:
-                    self._on_seed(request.url)
+    def watch_scope(self, listener: Callable[[str], None]) -> None:
+        super().watch_scope(listener)
+        self.inner.watch_scope(self._inner_scope)
+
+    def _inner_scope(self, url: str) -> None:
+        """``inner`` heard of a scope addition: this process' listener and every worker too."""
+        if self._heard_scope(url):
+            self._seeds.append(url)
+            self._bump()
+
+    async def add_scope(self, url: str) -> None:
+        await self.inner.add_scope(url)
+
+    async def end(self, stop_reason: str) -> None:
+        await self.inner.end(stop_reason)
 
     async def wait_listening(self) -> str:
         """The socket path, once the store listens."""
@@ -487,6 +486,9 @@ class SharedStore(CrawlStore):
         if op == "set_host_delay":
             await self.inner.set_host_delay(*args)
             return None
+        if op == "add_scope":
+            await self.add_scope(args[0])
+            return None
         if op == "load_robots":
             return await self.load_robots(args[0])
         if op == "save_robots":
@@ -517,8 +519,8 @@ class RemoteStore(CrawlStore):
     """A worker's store: every call goes to the parent's :class:`SharedStore` over ``stream``.
 
     Built by :func:`connect_worker` once the parent's first answer (the crawl's setup) has
-    arrived. ``on_stop`` is called when the parent stops the crawl; ``on_seed(url)`` when a
-    seed's redirect target joined the scope in some process.
+    arrived. ``on_stop`` is called when the parent stops the crawl. Scope additions made in any
+    process reach this store's listener with the parent's answers.
     """
 
     def __init__(self, framed: _Framed, status: _Status, *, resumed: bool = False) -> None:
@@ -541,7 +543,6 @@ class RemoteStore(CrawlStore):
         self._stopped = False
         self._leaving = False
         self.on_stop: Callable[[], None] | None = None
-        self.on_seed: Callable[[str], None] | None = None
         self.stop_reason: Callable[[], str | None] = lambda: None
         self._apply_status(status)
 
@@ -558,9 +559,8 @@ class RemoteStore(CrawlStore):
             seeds,
         ) = status
         self._ready = None if ready is None else trio.current_time() + ready
-        if seeds and self.on_seed is not None:
-            for url in seeds:
-                self.on_seed(url)
+        for url in seeds:
+            self._heard_scope(url)
         if stopping and not self._stopped:
             self._stopped = True
             if self.on_stop is not None:
@@ -693,6 +693,10 @@ class RemoteStore(CrawlStore):
     def active_hosts(self) -> int:
         return self._hosts
 
+    async def add_scope(self, url: str) -> None:
+        self._heard_scope(url)
+        await self._call("add_scope", url)
+
     async def load_robots(self, host: str) -> tuple[int, bytes, float] | None:
         result: tuple[int, bytes, float] | None = await self._call("load_robots", host)
         return result
@@ -741,8 +745,8 @@ def share_crawl(crawler: Crawler, processes: int) -> SharedStore | None:
     """Wrap ``crawler``'s store for ``processes`` fetch processes (None for 1)."""
     if processes <= 1:
         return None
-    from ._memory import MemoryStore
-    from ._sqlite import SqliteStore
+    from .memory import MemoryStore
+    from .sqlite import SqliteStore
 
     s = crawler.settings
     if s.before_request or s.after_response:
@@ -772,16 +776,11 @@ def share_crawl(crawler: Crawler, processes: int) -> SharedStore | None:
         "log_level": logging.getLogger("trio_crawler").getEffectiveLevel(),
     }
 
-    def add_seed(url: str) -> None:
-        with suppress(SettingsError):
-            crawler.rules.add_seed(url)
-
     shared = SharedStore(
         crawler.store,
         setup=setup,
         max_pages=s.max_pages,
         on_stop=crawler.stop,
-        on_seed=add_seed,
         stopping=lambda: crawler.stopping,
     )
     crawler.store = shared
@@ -854,11 +853,6 @@ async def _worker(path: str) -> int:
         spider = load_spider(setup["spider"])(**setup["arguments"])
         crawler = Crawler(spider, setup["settings"], start_urls=setup["start_urls"], store=store)
 
-        def add_seed(url: str) -> None:
-            with suppress(SettingsError):
-                crawler.rules.add_seed(url)
-
-        store.on_seed = add_seed
         store.on_stop = crawler.stop
         store.stop_reason = lambda: crawler.statistics().stop_reason
         if store._stopped:

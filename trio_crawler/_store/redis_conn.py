@@ -1,0 +1,270 @@
+"""Reaching a crawl kept in Redis: URLs, the client, error messages, and the readers
+(``status``, ``export``, a worker's view of the crawl) that do not need a running store."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import trio
+
+from .._exceptions import SettingsError, StoreError
+
+if TYPE_CHECKING:
+    import coredis
+
+    from .._stats import Counters
+
+#: Version of the key layout. A crawl of a newer version is refused, not misread.
+FORMAT_VERSION = 1
+
+#: Settings a ``worker`` takes from the stored crawl unless its own flags say otherwise.
+SHARED_SETTINGS = (
+    "per_host_delay",
+    "per_host_concurrency",
+    "max_pages_per_host",
+    "max_depth",
+    "order",
+    "obey_robots",
+    "obey_meta_robots",
+    "obey_nofollow",
+    "user_agent",
+    "max_body_size",
+    "max_retries",
+    "request_timeout",
+    "max_redirects",
+    "max_crawl_delay",
+    "adaptive_throttle",
+    "politeness_key",
+    "dedupe_content",
+    "allow_private",
+    "allowed_addresses",
+)
+
+
+def is_redis_url(text: str | None) -> bool:
+    return bool(text) and str(text).startswith(("redis://", "rediss://", "unix://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def leaf_errors(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_errors(inner)]
+    return [exc]
+
+
+def transient(exc: BaseException) -> bool:
+    """A connection problem worth retrying (Redis restarting, a dropped connection)."""
+    import anyio
+    from coredis.exceptions import ConnectionError as RedisConnectionError
+    from coredis.exceptions import ReadOnlyError
+
+    leaves = leaf_errors(exc)
+    return bool(leaves) and all(
+        isinstance(
+            e,
+            RedisConnectionError
+            | ReadOnlyError
+            | TimeoutError
+            | OSError
+            | trio.BrokenResourceError
+            | trio.ClosedResourceError
+            | anyio.BrokenResourceError
+            | anyio.ClosedResourceError
+            | anyio.EndOfStream
+            | EOFError,
+        )
+        for e in leaves
+    )
+
+
+def translate(url: str, exc: BaseException) -> StoreError | None:
+    """One line for a user, whatever the client said; None for what is not a Redis error."""
+    from coredis.exceptions import (
+        AuthenticationError,
+        AuthorizationError,
+        RedisError,
+    )
+
+    where = redact(url)
+    for leaf in leaf_errors(exc):
+        if isinstance(leaf, StoreError):
+            return leaf
+        if isinstance(leaf, AuthenticationError):
+            return StoreError(f"Redis at {where} refused the credentials ({leaf})")
+        if isinstance(leaf, AuthorizationError):
+            return StoreError(f"Redis at {where}: not allowed ({leaf})")
+    for leaf in leaf_errors(exc):
+        if transient(leaf):
+            return StoreError(f"cannot reach Redis at {where} ({leaf or type(leaf).__name__})")
+        if isinstance(leaf, RedisError):
+            return StoreError(f"Redis at {where}: {leaf}")
+    return None
+
+
+def parse_url(url: str) -> None:
+    if not is_redis_url(url):
+        raise SettingsError(f"--store takes a redis://HOST:PORT/DB URL, not {url!r}")
+    parts = urlsplit(url)
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise SettingsError(f"malformed Redis URL {redact(url)!r}: {exc}") from None
+    path = unquote(parts.path).strip("/")
+    if path and not path.isdigit():
+        raise SettingsError(f"malformed Redis URL {redact(url)!r}: the path is a database number")
+
+
+def check_crawl_id(crawl_id: str) -> None:
+    if not crawl_id or len(crawl_id) > 200 or any(c in crawl_id for c in "{}\n\r\t "):
+        raise SettingsError(
+            f"a crawl id is 1 to 200 characters without spaces or braces, not {crawl_id!r}"
+        )
+
+
+def key_prefix(crawl_id: str) -> str:
+    return f"tc:{{{crawl_id}}}:"
+
+
+def redis_client(url: str) -> coredis.Redis[bytes]:
+    try:
+        import coredis
+    except ImportError:
+        raise StoreError("the Redis store needs coredis: pip install 'coredis>=6.9,<7'") from None
+
+    return coredis.Redis.from_url(url, connect_timeout=5, stream_timeout=30)
+
+
+def as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def from_json(value: Any) -> Any:
+    return json.loads(as_text(value))
+
+
+def as_list(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}
+    return value if isinstance(value, list) else []
+
+
+def flatten(counters: Counters) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for field in dataclasses.fields(counters):
+        value = getattr(counters, field.name)
+        if isinstance(value, Counter):
+            for key, n in value.items():
+                out[f"{field.name}.{key}"] = int(n)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out[field.name] = value
+    return out
+
+
+def only_redis(group: BaseExceptionGroup) -> bool:
+    from coredis.exceptions import RedisError
+
+    leaves = leaf_errors(group)
+    return bool(leaves) and all(
+        isinstance(e, RedisError | StoreError | OSError) and not isinstance(e, trio.Cancelled)
+        for e in leaves
+    )
+
+
+# --------------------------------------------------------------------------- reading a crawl
+@asynccontextmanager
+async def connected(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
+    parse_url(url)
+    try:
+        async with redis_client(url) as client:
+            with trio.fail_after(10):
+                await client.ping()
+            yield client
+    except trio.TooSlowError:
+        raise StoreError(f"cannot reach Redis at {redact(url)} (timed out)") from None
+    except Exception as exc:
+        if isinstance(exc, StoreError):
+            raise
+        error = translate(url, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
+async def read_crawl(url: str, crawl_id: str) -> dict[str, Any]:
+    """The stored crawl's identity (``crawl``) and shared settings (``settings``)."""
+    check_crawl_id(crawl_id)
+    prefix = key_prefix(crawl_id)
+    async with connected(url) as client:
+        values = await client.hmget(prefix + "meta", ["crawl", "settings", "format"])
+    crawl, settings, version = values
+    if crawl is None:
+        raise StoreError(
+            f"no crawl {crawl_id!r} in Redis at {redact(url)}: start it with "
+            f"`trio-crawler crawl URL --store {redact(url)} --crawl-id {crawl_id}`"
+        )
+    if int(as_text(version or b"0")) > FORMAT_VERSION:
+        raise StoreError(f"crawl {crawl_id!r} was written by a newer trio-crawler")
+    return {"crawl": from_json(crawl), "settings": from_json(settings or b"{}")}
+
+
+async def read_status(url: str, crawl_id: str) -> dict[str, Any]:
+    """Where a crawl stands: counts, statistics, stop reason."""
+    check_crawl_id(crawl_id)
+    p = key_prefix(crawl_id)
+    async with connected(url) as client:
+        meta = await client.hgetall(p + "meta")
+        if not meta:
+            raise StoreError(f"no crawl {crawl_id!r} in Redis at {redact(url)}")
+        stats = await client.hgetall(p + "stats")
+        count = await client.get(p + "count")
+        queued = await client.get(p + "queued")
+        leased = await client.zcard(p + "leases")
+        items = await client.xlen(p + "items")
+        workers = await client.hgetall(p + "workers")
+    return {
+        "crawl": from_json(meta.get(b"crawl", b"{}")),
+        "stop_reason": as_text(meta[b"stop_reason"]) if b"stop_reason" in meta else None,
+        "outstanding": int(count or 0),
+        "queued": int(queued or 0),
+        "leased": int(leased),
+        "items": int(items),
+        "stats": {as_text(k): int(v) for k, v in stats.items()},
+        "workers": {as_text(k): from_json(v) for k, v in workers.items()},
+    }
+
+
+async def export_items(url: str, crawl_id: str, target: str, *, format: str | None = None) -> int:
+    """Write the crawl's committed items to ``target``; returns the count."""
+    from .._export import open_exporter
+
+    check_crawl_id(crawl_id)
+    key = key_prefix(crawl_id) + "items"
+    count = 0
+    async with connected(url) as client:
+        if not await client.exists([key_prefix(crawl_id) + "meta"]):
+            raise StoreError(f"no crawl {crawl_id!r} in Redis at {redact(url)}")
+        with open_exporter(target, format=format) as exporter:
+            start = "-"
+            while True:
+                entries = await client.xrange(key, start, "+", count=1000)
+                if not entries:
+                    break
+                records = [json.loads(e.field_values[b"d"]) for e in entries]
+                exporter.write_many(records)
+                count += len(records)
+                start = "(" + as_text(entries[-1].identifier)
+    return count
