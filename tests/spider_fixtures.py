@@ -288,6 +288,104 @@ def cvedetails_detail_page(
     return _document(f"{cve_id} : Out-of-bounds write", body)
 
 
+#: The rows of the old layout's CVSS table after the score: label, value, the site's explanation.
+OLD_CVSS_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("Confidentiality Impact", "Partial", "(There is considerable informational disclosure.)"),
+    ("Integrity Impact", "None", "(There is no impact to the integrity of the system)"),
+    ("Availability Impact", "None", "(There is no impact to the availability of the system.)"),
+    (
+        "Access Complexity",
+        "Low",
+        "(Specialized access conditions or extenuating circumstances do not exist. Very little "
+        "knowledge or skill is required to exploit. )",
+    ),
+    (
+        "Authentication",
+        "Not required",
+        "(Authentication is not required to exploit the vulnerability.)",
+    ),
+    ("Gained Access", "None", ""),
+)
+
+
+def cvedetails_old_detail_page(
+    cve_id: str,
+    *,
+    summary: str = "Buffer over-read in the heartbeat extension discloses process memory.",
+    published: str = "2014-04-07",
+    updated: str = "2020-10-15",
+    score: str = "5.0",
+    rows: Sequence[tuple[str, str, str]] = OLD_CVSS_ROWS,
+    types: Sequence[str] = ("Overflow", "+Info"),
+    cwe: str | None = "119",
+) -> str:
+    """A CVE's own page before the redesign: the summary box ending in the dates' ``datenote``,
+    then the "CVSS Scores & Vulnerability Types" table (``#cvssscorestable``: one ``th`` label
+    per row, the value in the cell's first span and an explanation in ``.cvssdesc``), then the
+    products and references tables. ``rows=()`` and ``score=""`` drop those rows."""
+    table_rows = []
+    if score:
+        table_rows.append(
+            '<tr><th>CVSS Score</th><td><div class="cvssbox" '
+            f'style="background-color:#fff200">{score}</div></td></tr>'
+        )
+    for label, value, explanation in rows:
+        note = f'\n\t\t<span class="cvssdesc">{explanation}</span>' if explanation else ""
+        table_rows.append(
+            f'<tr>\n\t<th>{label}</th>\n\t<td><span style="color:orange">{value}</span>{note}'
+            "</td>\n</tr>"
+        )
+    if rows or score:
+        spans = "".join(
+            f'<span class="vt_{t.strip("+").lower()}">{html.escape(t)}</span>' for t in types
+        )
+        table_rows.append(f"<tr><th>Vulnerability Type(s)</th><td>{spans}</td></tr>")
+        link = (
+            f'<a href="//www.cvedetails.com/cwe-details/{cwe}/cwe.html" '
+            f'title="CWE-{cwe} - CWE definition">{cwe}</a>'
+            if cwe
+            else "CWE id is not defined for this vulnerability"
+        )
+        table_rows.append(f"<tr><th>CWE ID</th><td>{link}</td></tr>")
+    body = f"""
+<div id="topmenu"><a href="/">CVEdetails.com</a> | <a href="/vendor/list.php">Vendors</a>
+  | <a href="/product-search.php">Products</a></div>
+<table width="100%"><tr><td id="leftcolumn"><a href="/browse-by-date.php">Browse by date</a>
+</td><td id="contentdiv">
+<h1>Vulnerability Details : <a href="/cve/{cve_id}/"
+  title="{cve_id} security vulnerability details" style="text-decoration:none">{cve_id}</a>
+  <span class="datenote">(1 public exploit)</span></h1>
+<div class="cvedetailssummary">
+\t{html.escape(summary)}\t<br>
+\t<span class="datenote">Publish Date : {published}\tLast Update Date : {updated}</span>
+</div>
+<div class="cvssscorestable-title"><h1 class="stats">CVSS Scores &amp; Vulnerability Types</h1>
+</div>
+<table class="details" id="cvssscorestable">
+<tbody>
+{chr(10).join(table_rows)}
+</tbody>
+</table>
+<h1 class="stats">Products Affected By {cve_id}</h1>
+<table class="listtable" id="vulnprodstable"><tbody>
+<tr><th class="num">#</th><th>Product Type</th><th>Vendor</th><th>Product</th><th>Version</th>
+  <th>Update</th><th>Edition</th><th>Language</th><th></th></tr>
+<tr><td class="num">1</td><td>Application</td>
+  <td><a href="//www.cvedetails.com/vendor/217/Openssl.html">Openssl</a></td>
+  <td><a href="//www.cvedetails.com/product/383/Openssl-Openssl.html?vendor_id=217">Openssl</a>
+  </td><td>1.0.1</td><td></td><td></td><td></td>
+  <td><a href="/version/150042/Openssl-Openssl-1.0.1.html">Version Details</a></td></tr>
+</tbody></table>
+<h1 class="stats">References For {cve_id}</h1>
+<table class="listtable" id="vulnrefstable"><tbody>
+<tr><td class="r_average"><a href="https://www.openssl.org/news/secadv/20140407.txt"
+  target="_blank" title="External url">https://www.openssl.org/news/secadv/20140407.txt</a>
+  CONFIRM<br></td></tr>
+</tbody></table>
+</td></tr></table>"""
+    return _document(f"{cve_id} : Vulnerability details", body)
+
+
 # ---------------------------------------------------------------- GitHub REST API
 
 

@@ -6,14 +6,17 @@ end-to-end tests at the bottom serve the same fixtures on loopback and run the e
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import logging
 import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from spider_fixtures import (
     CVEDETAILS_LIST,
     GITHUB_RATE_LIMITED,
@@ -24,6 +27,7 @@ from spider_fixtures import (
     cve_block,
     cvedetails_detail_page,
     cvedetails_list_page,
+    cvedetails_old_detail_page,
     cvedetails_page_href,
     github_json,
     github_link_header,
@@ -42,8 +46,9 @@ import trio_crawler
 from trio_crawler._exceptions import CrawlerError, FailureKind, SettingsError
 from trio_crawler._settings import Settings
 from trio_crawler._spider import Failure, Request, Spider, iterate_result, spider_names
-from trio_crawler.spiders import cvedetails, github, quotes
-from trio_crawler.spiders.cvedetails import Cve, CveDetailsSpider, ParseError
+from trio_crawler.spiders import _shared, cvedetails, github, quotes
+from trio_crawler.spiders._shared import ParseError
+from trio_crawler.spiders.cvedetails import Cve, CveDetailsSpider
 from trio_crawler.spiders.github import GithubSpider, Member, parse_link_header
 from trio_crawler.spiders.quotes import Quote, QuotesSpider, cut_array
 from trio_crawler.testing import (
@@ -116,6 +121,7 @@ def test_unknown_argument_is_a_one_line_error(spider: type[Spider]) -> None:
         (CveDetailsSpider, {"base_url": "ftp://www.cvedetails.com"}),
         (GithubSpider, {"base_url": "api.github.com"}),
         (QuotesSpider, {"base_url": "https://quotes.toscrape.com/?x=1"}),
+        (CveDetailsSpider, {"base_url": "http://127.0.0.1:port/"}),
     ],
 )
 def test_bad_argument_values_are_one_line_settings_errors(
@@ -124,6 +130,21 @@ def test_bad_argument_values_are_one_line_settings_errors(
     with pytest.raises(SettingsError) as caught:
         spider(**kwargs)
     assert "\n" not in str(caught.value)
+
+
+SPIDER_MODULES = ("cvedetails", "generic", "github", "quotes")
+
+
+@pytest.mark.parametrize("name", SPIDER_MODULES)
+def test_no_spider_imports_another(name: str) -> None:
+    """What spiders share lives in ``spiders/_shared.py``: a spider module imports no sibling."""
+    source = Path(_shared.__file__).with_name(f"{name}.py").read_text()
+    siblings = set(SPIDER_MODULES) - {name}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            assert node.module == "_shared" or node.module is None, node.module
+            if node.module is None:
+                assert not {alias.name for alias in node.names} & siblings
 
 
 def test_defaults_start_at_the_real_sites(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -341,6 +362,128 @@ async def test_cvedetails_failed_detail_still_yields_the_list_item() -> None:
     assert await collect(spider.failed(failure)) == [known]
     other = Failure(request=Request(url=list_url()), kind=FailureKind.TIMEOUT, message="slow")
     assert await collect(spider.failed(other)) == []
+
+
+async def test_cvedetails_failed_detail_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    known = Cve(cve_id="CVE-2021-44228", url=f"{CVE_SITE}/cve/CVE-2021-44228/")
+    failure = Failure(
+        request=Request(url=known.url, meta={"cve": dataclasses.asdict(known)}),
+        kind=FailureKind.HTTP_STATUS,
+        message="503 after 3 tries",
+        status=503,
+    )
+    with caplog.at_level(logging.WARNING, logger="trio_crawler.spiders.cvedetails"):
+        assert await collect(CveDetailsSpider(details="1").failed(failure)) == [known]
+    [record] = caplog.records
+    assert known.url in record.getMessage() and "HTTP 503" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "kind", "said"),
+    [
+        (list_url(), 404, FailureKind.HTTP_STATUS, "start page"),
+        (list_url(3), 500, FailureKind.HTTP_STATUS, "list page"),
+        (list_url(), None, FailureKind.DNS, "start page"),
+    ],
+)
+async def test_cvedetails_failed_list_page_is_a_warning_naming_url_and_status(
+    caplog: pytest.LogCaptureFixture, url: str, status: int | None, kind: FailureKind, said: str
+) -> None:
+    failure = Failure(request=Request(url=url), kind=kind, message="gone", status=status)
+    with caplog.at_level(logging.WARNING, logger="trio_crawler.spiders.cvedetails"):
+        assert await collect(CveDetailsSpider().failed(failure)) == []
+    [record] = caplog.records
+    message = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert said in message and url in message
+    assert (f"HTTP {status}" if status else str(kind)) in message
+
+
+# ---------------------------------------------------------------- cvedetails: both detail layouts
+
+HEARTBLEED = f"{CVE_SITE}/cve/CVE-2014-0160/"
+
+
+async def test_cvedetails_old_layout_detail_page_is_read_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    page = make_page(HEARTBLEED, cvedetails_old_detail_page("CVE-2014-0160"))
+
+    with caplog.at_level(logging.WARNING):
+        [item] = await collect(CveDetailsSpider().scrape(page))
+
+    assert item == Cve(
+        cve_id="CVE-2014-0160",
+        url=HEARTBLEED,
+        summary="Buffer over-read in the heartbeat extension discloses process memory.",
+        published="2014-04-07",
+        updated="2020-10-15",
+        cvss_score=5.0,
+        cwe_id="CWE-119",
+        cwe_url="https://www.cvedetails.com/cwe-details/119/cwe.html",
+        vulnerability_type="Overflow, +Info",
+        access=None,  # the old CVE page has no access vector row (its list table has one)
+        complexity="Low",
+        authentication="Not required",
+        confidentiality="Partial",
+        integrity="None",
+        availability="None",
+    )
+    assert not caplog.records
+
+
+async def test_cvedetails_old_layout_detail_fills_only_the_gaps_of_the_list_item() -> None:
+    listed = Cve(cve_id="CVE-2014-0160", url=HEARTBLEED, summary="From the list.", cvss_score=7.5)
+    page = make_page(
+        HEARTBLEED,
+        cvedetails_old_detail_page("CVE-2014-0160", cwe=None, types=()),
+        meta={"cve": dataclasses.asdict(listed)},
+    )
+
+    [item] = await collect(CveDetailsSpider(details="1").scrape(page))
+
+    assert isinstance(item, Cve)
+    assert (item.summary, item.cvss_score) == ("From the list.", 7.5)  # the list's win
+    assert (item.complexity, item.confidentiality, item.published) == (
+        "Low",
+        "Partial",
+        "2014-04-07",
+    )
+    assert (item.cwe_id, item.vulnerability_type) == (None, None)  # "not defined", no types
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            cvedetails_old_detail_page("CVE-2014-0160", score="", rows=()),
+            "#cvssscorestable has no CVSS score nor impact row",
+        ),
+        (
+            "<html><body><h1>Vulnerability Details : CVE-2014-0160</h1>"
+            "<div id='cvedetailssummary'>Redesigned again.</div></body></html>",
+            "no CVSS table",
+        ),
+    ],
+)
+async def test_cvedetails_detail_page_without_cvss_fields_says_so(
+    caplog: pytest.LogCaptureFixture, body: str, reason: str
+) -> None:
+    page = make_page(HEARTBLEED, body)
+
+    with caplog.at_level(logging.WARNING, logger="trio_crawler.spiders.cvedetails"):
+        item, problem = await collect(CveDetailsSpider().scrape(page))
+
+    assert isinstance(item, Cve) and item.cve_id == "CVE-2014-0160" and item.cvss_score is None
+    assert isinstance(problem, ParseError) and problem.url == HEARTBLEED
+    assert reason in problem.reason and "score" in problem.reason
+    assert any(HEARTBLEED in r.getMessage() for r in caplog.records)
+
+
+async def test_cvedetails_current_detail_page_says_nothing_more() -> None:
+    page = make_page(HEARTBLEED, cvedetails_detail_page("CVE-2014-0160"))
+    [item] = await collect(CveDetailsSpider().scrape(page))
+    assert isinstance(item, Cve) and item.cvss_score == 7.5 and item.access == "Network"
 
 
 # ---------------------------------------------------------------- github
@@ -682,6 +825,61 @@ async def test_e2e_cvedetails_pages_and_details() -> None:
     assert stats.items == 3
     assert server.count(CVEDETAILS_LIST) == 1  # page 1 once, not again as ?page=1&order=1
     assert not [t for t in server.paths() if "page=1&" in t]
+
+
+async def test_e2e_cvedetails_details_in_both_layouts() -> None:
+    """A recording made across the redesign: one CVE page in the old layout, one in the new."""
+    open_crawler = engine()
+    rows = [CveRow("CVE-2014-0160", score="5.0"), CveRow("CVE-2023-25139", score="9.8")]
+    site = Site(
+        {
+            CVEDETAILS_LIST: served(cvedetails_list_page([cve_block(row) for row in rows])),
+            "/cve/CVE-2014-0160/": served(cvedetails_old_detail_page("CVE-2014-0160")),
+            "/cve/CVE-2023-25139/": served(cvedetails_detail_page("CVE-2023-25139")),
+        }
+    )
+    with trio.fail_after(20):
+        async with open_site_server(site) as server:
+            spider = CveDetailsSpider(base_url=server.url(""), details="1")
+            async with open_crawler(spider, loopback_settings(server)) as crawler:
+                found = [item async for item in crawler.items()]
+
+    items, _, problems = split(found)
+    assert problems == []
+    by_id = {item.cve_id: item for item in items}
+    old, new = by_id["CVE-2014-0160"], by_id["CVE-2023-25139"]
+    assert (old.cwe_id, old.complexity, old.authentication, old.confidentiality) == (
+        "CWE-119",
+        "Low",
+        "Not required",
+        "Partial",
+    )
+    assert old.vulnerability_type == "Overflow, +Info"
+    assert (new.cwe_id, new.complexity, new.access, new.availability) == (
+        "CWE-787",
+        "Low",
+        "Network",
+        "High",
+    )
+
+
+async def test_e2e_cvedetails_start_page_404_is_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    open_crawler = engine()
+    with trio.fail_after(20):
+        async with open_site_server(Site()) as server:
+            spider = CveDetailsSpider(base_url=server.url(""))
+            with caplog.at_level(logging.WARNING, logger="trio_crawler.spiders.cvedetails"):
+                async with open_crawler(spider, loopback_settings(server)) as crawler:
+                    found = [item async for item in crawler.items()]
+            stats = crawler.statistics()
+
+    assert found == [] and stats.pages_failed == 1
+    [record] = [r for r in caplog.records if r.name == "trio_crawler.spiders.cvedetails"]
+    assert record.levelno == logging.WARNING
+    message = record.getMessage()
+    assert "start page" in message and spider.start_url in message and "HTTP 404" in message
 
 
 def test_spider_modules_are_importable_as_examples() -> None:

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .._exceptions import SettingsError
 from .._spider import Page, Request, Spider, register
-from .cvedetails import ParseError, checked_base_url
+from ._shared import ParseError, checked_base_url
 
 logger = logging.getLogger(__name__)
 
