@@ -9,6 +9,7 @@ keep it in step with the real sites when they drift.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import html
 import json
 from collections.abc import Iterable, Sequence
@@ -431,14 +432,83 @@ def github_rate_headers(remaining: int, reset: int, limit: int = 60) -> list[tup
     ]
 
 
+def github_member_2012(login: str, ident: int) -> dict[str, Any]:
+    """A member as the API answered in 2012: no ``html_url``, no ``node_id``, no ``type``."""
+    return {
+        "login": login,
+        "id": ident,
+        "avatar_url": f"https://secure.gravatar.com/avatar/{ident:032x}?d=identicon",
+        "gravatar_id": f"{ident:032x}",
+        "url": f"https://api.github.com/users/{login}",
+    }
+
+
+def github_date(epoch: float) -> tuple[str, str]:
+    """The ``Date`` header of an answer sent at ``epoch`` (Unix seconds)."""
+    return ("date", email.utils.formatdate(epoch, usegmt=True))
+
+
+def github_headers(
+    *,
+    remaining: int = 4990,
+    reset: int | None = 1_700_003_600,
+    limit: int = 5000,
+    sent: float | None = None,
+    resource: str = "core",
+) -> list[tuple[str, str]]:
+    """The headers GitHub documents on every REST answer: the API version, the ``x-ratelimit-*``
+    headers of the primary limit (``reset=None`` leaves the reset out) and, with ``sent``, the
+    ``Date``."""
+    headers = [
+        ("x-github-api-version-selected", "2022-11-28"),
+        ("x-github-media-type", "github.v3; format=json"),
+        ("x-ratelimit-limit", str(limit)),
+        ("x-ratelimit-remaining", str(remaining)),
+    ]
+    if reset is not None:
+        headers.append(("x-ratelimit-reset", str(reset)))
+    headers += [
+        ("x-ratelimit-used", str(limit - remaining)),
+        ("x-ratelimit-resource", resource),
+        ("x-github-request-id", "C0DE:1D:2E3F4:5A6B7C:65538F00"),
+    ]
+    if sent is not None:
+        headers.append(github_date(sent))
+    return headers
+
+
 def github_json(value: Any) -> bytes:
     return json.dumps(value, indent=2).encode()
 
 
+# Bodies of 403/429 answers, as GitHub writes them.
 GITHUB_RATE_LIMITED = {
     "message": "API rate limit exceeded for 192.0.2.1. (But here's the good news: "
     "Authenticated requests get a higher rate limit.)",
     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    "status": "403",
+}
+GITHUB_SECONDARY_LIMITED = {
+    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+    "try again. If you reach out to GitHub Support for help, please include the request ID "
+    "C0DE:1D:2E3F4:5A6B7C:65538F00.",
+    "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/"
+    "rate-limits-for-the-rest-api#about-secondary-rate-limits",
+    "status": "403",
+}
+GITHUB_ABUSE_LIMITED = {  # the secondary limit's name until 2021
+    "message": "You have triggered an abuse detection mechanism. Please wait a few minutes "
+    "before you try again.",
+    "documentation_url": "https://developer.github.com/v3/#abuse-rate-limits",
+}
+GITHUB_NOT_ACCESSIBLE = {
+    "message": "Resource not accessible by personal access token",
+    "documentation_url": "https://docs.github.com/rest/orgs/members#list-public-organization-members",
+    "status": "403",
+}
+GITHUB_ADMIN_ONLY = {
+    "message": "Must have admin rights to Repository.",
+    "documentation_url": "https://docs.github.com/rest",
     "status": "403",
 }
 
