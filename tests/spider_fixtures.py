@@ -9,6 +9,7 @@ keep it in step with the real sites when they drift.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import html
 import json
 from collections.abc import Iterable, Sequence
@@ -288,6 +289,104 @@ def cvedetails_detail_page(
     return _document(f"{cve_id} : Out-of-bounds write", body)
 
 
+#: The rows of the old layout's CVSS table after the score: label, value, the site's explanation.
+OLD_CVSS_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("Confidentiality Impact", "Partial", "(There is considerable informational disclosure.)"),
+    ("Integrity Impact", "None", "(There is no impact to the integrity of the system)"),
+    ("Availability Impact", "None", "(There is no impact to the availability of the system.)"),
+    (
+        "Access Complexity",
+        "Low",
+        "(Specialized access conditions or extenuating circumstances do not exist. Very little "
+        "knowledge or skill is required to exploit. )",
+    ),
+    (
+        "Authentication",
+        "Not required",
+        "(Authentication is not required to exploit the vulnerability.)",
+    ),
+    ("Gained Access", "None", ""),
+)
+
+
+def cvedetails_old_detail_page(
+    cve_id: str,
+    *,
+    summary: str = "Buffer over-read in the heartbeat extension discloses process memory.",
+    published: str = "2014-04-07",
+    updated: str = "2020-10-15",
+    score: str = "5.0",
+    rows: Sequence[tuple[str, str, str]] = OLD_CVSS_ROWS,
+    types: Sequence[str] = ("Overflow", "+Info"),
+    cwe: str | None = "119",
+) -> str:
+    """A CVE's own page before the redesign: the summary box ending in the dates' ``datenote``,
+    then the "CVSS Scores & Vulnerability Types" table (``#cvssscorestable``: one ``th`` label
+    per row, the value in the cell's first span and an explanation in ``.cvssdesc``), then the
+    products and references tables. ``rows=()`` and ``score=""`` drop those rows."""
+    table_rows = []
+    if score:
+        table_rows.append(
+            '<tr><th>CVSS Score</th><td><div class="cvssbox" '
+            f'style="background-color:#fff200">{score}</div></td></tr>'
+        )
+    for label, value, explanation in rows:
+        note = f'\n\t\t<span class="cvssdesc">{explanation}</span>' if explanation else ""
+        table_rows.append(
+            f'<tr>\n\t<th>{label}</th>\n\t<td><span style="color:orange">{value}</span>{note}'
+            "</td>\n</tr>"
+        )
+    if rows or score:
+        spans = "".join(
+            f'<span class="vt_{t.strip("+").lower()}">{html.escape(t)}</span>' for t in types
+        )
+        table_rows.append(f"<tr><th>Vulnerability Type(s)</th><td>{spans}</td></tr>")
+        link = (
+            f'<a href="//www.cvedetails.com/cwe-details/{cwe}/cwe.html" '
+            f'title="CWE-{cwe} - CWE definition">{cwe}</a>'
+            if cwe
+            else "CWE id is not defined for this vulnerability"
+        )
+        table_rows.append(f"<tr><th>CWE ID</th><td>{link}</td></tr>")
+    body = f"""
+<div id="topmenu"><a href="/">CVEdetails.com</a> | <a href="/vendor/list.php">Vendors</a>
+  | <a href="/product-search.php">Products</a></div>
+<table width="100%"><tr><td id="leftcolumn"><a href="/browse-by-date.php">Browse by date</a>
+</td><td id="contentdiv">
+<h1>Vulnerability Details : <a href="/cve/{cve_id}/"
+  title="{cve_id} security vulnerability details" style="text-decoration:none">{cve_id}</a>
+  <span class="datenote">(1 public exploit)</span></h1>
+<div class="cvedetailssummary">
+\t{html.escape(summary)}\t<br>
+\t<span class="datenote">Publish Date : {published}\tLast Update Date : {updated}</span>
+</div>
+<div class="cvssscorestable-title"><h1 class="stats">CVSS Scores &amp; Vulnerability Types</h1>
+</div>
+<table class="details" id="cvssscorestable">
+<tbody>
+{chr(10).join(table_rows)}
+</tbody>
+</table>
+<h1 class="stats">Products Affected By {cve_id}</h1>
+<table class="listtable" id="vulnprodstable"><tbody>
+<tr><th class="num">#</th><th>Product Type</th><th>Vendor</th><th>Product</th><th>Version</th>
+  <th>Update</th><th>Edition</th><th>Language</th><th></th></tr>
+<tr><td class="num">1</td><td>Application</td>
+  <td><a href="//www.cvedetails.com/vendor/217/Openssl.html">Openssl</a></td>
+  <td><a href="//www.cvedetails.com/product/383/Openssl-Openssl.html?vendor_id=217">Openssl</a>
+  </td><td>1.0.1</td><td></td><td></td><td></td>
+  <td><a href="/version/150042/Openssl-Openssl-1.0.1.html">Version Details</a></td></tr>
+</tbody></table>
+<h1 class="stats">References For {cve_id}</h1>
+<table class="listtable" id="vulnrefstable"><tbody>
+<tr><td class="r_average"><a href="https://www.openssl.org/news/secadv/20140407.txt"
+  target="_blank" title="External url">https://www.openssl.org/news/secadv/20140407.txt</a>
+  CONFIRM<br></td></tr>
+</tbody></table>
+</td></tr></table>"""
+    return _document(f"{cve_id} : Vulnerability details", body)
+
+
 # ---------------------------------------------------------------- GitHub REST API
 
 
@@ -333,14 +432,83 @@ def github_rate_headers(remaining: int, reset: int, limit: int = 60) -> list[tup
     ]
 
 
+def github_member_2012(login: str, ident: int) -> dict[str, Any]:
+    """A member as the API answered in 2012: no ``html_url``, no ``node_id``, no ``type``."""
+    return {
+        "login": login,
+        "id": ident,
+        "avatar_url": f"https://secure.gravatar.com/avatar/{ident:032x}?d=identicon",
+        "gravatar_id": f"{ident:032x}",
+        "url": f"https://api.github.com/users/{login}",
+    }
+
+
+def github_date(epoch: float) -> tuple[str, str]:
+    """The ``Date`` header of an answer sent at ``epoch`` (Unix seconds)."""
+    return ("date", email.utils.formatdate(epoch, usegmt=True))
+
+
+def github_headers(
+    *,
+    remaining: int = 4990,
+    reset: int | None = 1_700_003_600,
+    limit: int = 5000,
+    sent: float | None = None,
+    resource: str = "core",
+) -> list[tuple[str, str]]:
+    """The headers GitHub documents on every REST answer: the API version, the ``x-ratelimit-*``
+    headers of the primary limit (``reset=None`` leaves the reset out) and, with ``sent``, the
+    ``Date``."""
+    headers = [
+        ("x-github-api-version-selected", "2022-11-28"),
+        ("x-github-media-type", "github.v3; format=json"),
+        ("x-ratelimit-limit", str(limit)),
+        ("x-ratelimit-remaining", str(remaining)),
+    ]
+    if reset is not None:
+        headers.append(("x-ratelimit-reset", str(reset)))
+    headers += [
+        ("x-ratelimit-used", str(limit - remaining)),
+        ("x-ratelimit-resource", resource),
+        ("x-github-request-id", "C0DE:1D:2E3F4:5A6B7C:65538F00"),
+    ]
+    if sent is not None:
+        headers.append(github_date(sent))
+    return headers
+
+
 def github_json(value: Any) -> bytes:
     return json.dumps(value, indent=2).encode()
 
 
+# Bodies of 403/429 answers, as GitHub writes them.
 GITHUB_RATE_LIMITED = {
     "message": "API rate limit exceeded for 192.0.2.1. (But here's the good news: "
     "Authenticated requests get a higher rate limit.)",
     "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+    "status": "403",
+}
+GITHUB_SECONDARY_LIMITED = {
+    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+    "try again. If you reach out to GitHub Support for help, please include the request ID "
+    "C0DE:1D:2E3F4:5A6B7C:65538F00.",
+    "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/"
+    "rate-limits-for-the-rest-api#about-secondary-rate-limits",
+    "status": "403",
+}
+GITHUB_ABUSE_LIMITED = {  # the secondary limit's name until 2021
+    "message": "You have triggered an abuse detection mechanism. Please wait a few minutes "
+    "before you try again.",
+    "documentation_url": "https://developer.github.com/v3/#abuse-rate-limits",
+}
+GITHUB_NOT_ACCESSIBLE = {
+    "message": "Resource not accessible by personal access token",
+    "documentation_url": "https://docs.github.com/rest/orgs/members#list-public-organization-members",
+    "status": "403",
+}
+GITHUB_ADMIN_ONLY = {
+    "message": "Must have admin rights to Repository.",
+    "documentation_url": "https://docs.github.com/rest",
     "status": "403",
 }
 

@@ -10,12 +10,17 @@ The site was redesigned after the Black Hat Rust course. Both layouts are parsed
   dates, score, access and impact), the summary in the following ``td.cvesummarylong`` row.
 
 ``--arg details=1`` also follows each CVE's own page (``/cve/CVE-.../``) and completes the item
-with what that page adds: CWE, vulnerability categories and the CVSS impact fields. The list
+with what that page adds: CWE, vulnerability categories and the CVSS impact fields. A CVE page
+is read in either layout: the current one (a CVSS table with a "Base Score" column and a details
+row per CVSS version) or the old one (the "CVSS Scores & Vulnerability Types" table,
+``#cvssscorestable``, one labelled row per field, and the dates in ``span.datenote``). The list
 item travels in ``Request.meta``; if the detail page cannot be fetched, :meth:`failed` emits the
 list item as it was, so nothing is lost.
 
-A block that does not parse becomes a :class:`ParseError` item (and a warning naming the URL);
-the spider never raises on bad markup.
+A block that does not parse becomes a :class:`ParseError` item (and a warning naming the URL),
+and so does a CVE page from which no CVSS field could be read (beside its item); the spider
+never raises on bad markup. A page that cannot be fetched (the start page's 404, say) is logged
+at WARNING with its URL and status by :meth:`failed`.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .._exceptions import SettingsError
 from .._spider import Failure, Page, Request, Spider, register
+from ._shared import ParseError, checked_base_url, checked_flag, parse_error, warn_failed
 
 logger = logging.getLogger(__name__)
 
@@ -63,31 +68,6 @@ class Cve:
     availability: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ParseError:
-    """Part of a page that could not be parsed (the layout drifted, or the block is broken)."""
-
-    url: str
-    reason: str
-
-
-def checked_base_url(value: str, arg: str = "base_url") -> str:
-    """``value`` as an http(s) origin (and optional path prefix) without a trailing slash."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise SettingsError(f"{arg} must be an http(s) URL without query, not {value!r}")
-    return value.strip().rstrip("/")
-
-
-def checked_flag(value: str, arg: str) -> bool:
-    low = value.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise SettingsError(f"{arg} must be 0 or 1, not {value!r}")
-
-
 @register
 class CveDetailsSpider(Spider):
     """The CVE list of cvedetails.com, page after page (see the module docstring)."""
@@ -104,12 +84,17 @@ class CveDetailsSpider(Spider):
         self.base_url = checked_base_url(kwargs.get("base_url", DEFAULT_BASE_URL))
         self.details = checked_flag(kwargs.get("details", "0"), "details")
 
+    @property
+    def start_url(self) -> str:
+        return self.base_url + LIST_PATH
+
     def start_requests(self) -> Iterable[Request | str]:
-        return [self.base_url + LIST_PATH]
+        return [self.start_url]
 
     async def scrape(self, page: Page) -> AsyncIterator[Any]:
         if _DETAIL_PATH.search(urlsplit(page.url).path) or "cve" in page.request.meta:
-            yield _parse_detail(page)
+            for value in _parse_detail(page):
+                yield value
             return
         blocks = page.css('[data-tsvfield="cveinfo"]')
         rows = page.css("tr.srrowns")
@@ -128,10 +113,15 @@ class CveDetailsSpider(Spider):
             yield page.follow(href)
 
     async def failed(self, failure: Failure) -> AsyncIterator[Any]:
-        """A detail page that could not be fetched still yields what the list page said."""
+        """Say at WARNING which page could not be fetched (the engine logs an HTTP status at
+        INFO); a CVE page that failed still yields what the list page said."""
         known = failure.request.meta.get("cve")
         if isinstance(known, Mapping):
+            warn_failed(logger, failure, "CVE page (the list's item is kept)")
             yield Cve(**known)
+            return
+        start = failure.request.original_url == self.start_url
+        warn_failed(logger, failure, "start page" if start else "list page")
 
 
 # ---------------------------------------------------------------- list pages
@@ -238,48 +228,121 @@ _IMPACT_LABELS = {
 }
 
 
-def _parse_detail(page: Page) -> Cve | ParseError:
-    """A CVE's own page, merged into the list item carried in ``meta`` (which wins)."""
+#: Fields the CVSS table gives; a detail page from which none of them is read says so.
+_CVSS_FIELDS = ("cvss_score", *_IMPACT_LABELS)
+
+# Row labels of the old layout's "CVSS Scores & Vulnerability Types" table (#cvssscorestable),
+# per Cve field. Its "Gained Access" row has no field.
+_OLD_ROWS = {
+    "cvss score": "cvss_score",
+    "access vector": "access",
+    "access complexity": "complexity",
+    "authentication": "authentication",
+    "confidentiality impact": "confidentiality",
+    "integrity impact": "integrity",
+    "availability impact": "availability",
+    "vulnerability type(s)": "vulnerability_type",
+}
+_OLD_PUBLISHED = re.compile(r"publish(?:ed)?\s+date\s*:\s*(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
+_OLD_UPDATED = re.compile(r"update\s+date\s*:\s*(\d{4}-\d{2}-\d{2})", re.IGNORECASE)
+
+
+def _parse_detail(page: Page) -> list[Cve | ParseError]:
+    """A CVE's own page, merged into the list item carried in ``meta`` (which wins).
+
+    Both layouts: the current one (dates in ``.d-inline-block`` boxes, ``.ssc-vuln-cat``
+    categories, a CVSS table with a "Base Score" column and a details row per version) and the
+    old one (``.cvedetailssummary`` ending in a ``span.datenote`` with the dates, and the "CVSS
+    Scores & Vulnerability Types" table ``#cvssscorestable``, one labelled row per field). A
+    page from which no CVSS field could be read yields a :class:`ParseError` beside the item.
+    """
     known = page.request.meta.get("cve")
     heading = _text(page.html.css_first("h1")) or ""
     found = _CVE_ID.search(heading) or _CVE_ID.search(urlsplit(page.url).path)
     if found is None and not isinstance(known, Mapping):
-        return _problem(page, "CVE page without a CVE id")
+        return [_problem(page, "CVE page without a CVE id")]
     base = (
         Cve(**known)
         if isinstance(known, Mapping)
         else Cve(cve_id=found.group(0).upper() if found else "", url=page.url)
     )
+    cwe_id, cwe_url = _cwe(page, page.html.css_first('a[href*="cwe-details"]'))
+    old_table = page.html.css_first("table#cvssscorestable")
+    layout = _old_detail(page, old_table) if old_table is not None else _current_detail(page)
+    found_fields: dict[str, Any] = {"cwe_id": cwe_id, "cwe_url": cwe_url, **layout}
+    gaps = {k: v for k, v in found_fields.items() if v is not None and getattr(base, k) is None}
+    item = dataclasses.replace(base, **gaps)
+    if any(found_fields.get(name) is not None for name in _CVSS_FIELDS):
+        return [item]
+    if old_table is not None:
+        reason = "#cvssscorestable has no CVSS score nor impact row"
+    elif "cvss_score" in layout:
+        reason = "the CVSS scores table has no score nor impact fields"
+    else:
+        reason = "no CVSS table (neither a Base Score table nor #cvssscorestable)"
+    return [item, _problem(page, f"{reason}: score, complexity and impacts not read")]
+
+
+def _current_detail(page: Page) -> dict[str, Any]:
+    """What a detail page of the current layout shows (``cvss_score`` is present, maybe None,
+    when it has a CVSS scores table)."""
     dates: dict[str, str | None] = {}
     for box in page.css(".d-inline-block"):
         label = (_text(box.css_first(".ssc-text-secondary")) or "").lower()
         if label in ("published", "updated"):
             dates[label] = _iso_date(_text(box))
     categories = [_text(span) for span in page.css(".ssc-vuln-cat")]
-    cwe_id, cwe_url = _cwe(page, page.html.css_first('a[href*="cwe-details"]'))
     summary = page.html.css_first("#cvedetailssummary") or page.html.css_first(
         ".cvedetailssummary-text"
     )
-    found_fields: dict[str, Any] = {
+    return {
         "summary": _text(summary),
         "published": dates.get("published"),
         "updated": dates.get("updated"),
-        "cwe_id": cwe_id,
-        "cwe_url": cwe_url,
         "vulnerability_type": ", ".join(c for c in categories if c) or None,
         **_cvss_table(page),
     }
-    gaps = {k: v for k, v in found_fields.items() if v is not None and getattr(base, k) is None}
-    return dataclasses.replace(base, **gaps)
+
+
+def _old_detail(page: Page, table: Any) -> dict[str, Any]:
+    """What a detail page of the old layout shows: the labelled rows of ``#cvssscorestable``
+    (the value is a cell's first span, its ``.cvssdesc`` explanation left out), the summary and
+    the dates of ``.cvedetailssummary``."""
+    result: dict[str, Any] = {}
+    for row in table.css("tr"):
+        field = _OLD_ROWS.get((_text(row.css_first("th")) or "").lower())
+        cell = row.css_first("td")
+        if field is None or cell is None or field in result:
+            continue
+        spans = [span for span in cell.css("span") if "cvssdesc" not in _classes(span)]
+        if field == "cvss_score":
+            result[field] = _score(_text(cell))
+        elif field == "vulnerability_type":
+            shown = [text for text in map(_text, spans) if text]
+            result[field] = ", ".join(shown) if shown else _text(cell)
+        else:
+            result[field] = _text(spans[0]) if spans else _text(cell)
+    summary_box = page.html.css_first(".cvedetailssummary")
+    datenote = summary_box.css_first(".datenote") if summary_box is not None else None
+    note = _text(datenote) or ""
+    summary = _text(summary_box) or ""
+    if note and summary.endswith(note):
+        summary = summary[: -len(note)].strip()
+    published, updated = _OLD_PUBLISHED.search(note), _OLD_UPDATED.search(note)
+    result["summary"] = summary or None
+    result["published"] = published.group(1) if published else None
+    result["updated"] = updated.group(1) if updated else None
+    return result
 
 
 def _cvss_table(page: Page) -> dict[str, Any]:
-    """Base score and impact fields from the first row of the CVSS scores table that has them."""
+    """Base score and impact fields from the first row of the CVSS scores table that has them
+    (empty when the page has no such table)."""
     for table in page.css("table"):
         headers = [(_text(th) or "").lower() for th in table.css("th")]
         if "base score" not in headers:
             continue
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {"cvss_score": None}
         cells = table.css("tbody tr td") or table.css("tr td")
         if len(cells) > headers.index("base score"):
             result["cvss_score"] = _score(_text(cells[headers.index("base score")]))
@@ -344,6 +407,9 @@ def _cwe(page: Page, link: Any) -> tuple[str | None, str | None]:
     return cwe_id, (page.follow(href).url if href else None)
 
 
+def _classes(node: Any) -> list[str]:
+    return (node.attributes.get("class") or "").split()
+
+
 def _problem(page: Page, reason: str) -> ParseError:
-    logger.warning("cvedetails: %s: %s", page.url, reason)
-    return ParseError(url=page.url, reason=reason)
+    return parse_error(logger, page.url, reason)

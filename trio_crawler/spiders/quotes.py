@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from .._exceptions import SettingsError
-from .._spider import Page, Request, Spider, register
-from .cvedetails import ParseError, checked_base_url
+from .._spider import Failure, Page, Request, Spider, register
+from ._shared import ParseError, checked_base_url, parse_error, warn_failed
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,11 @@ class QuotesSpider(Spider):
             yield _problem(page, "no quotes: neither embedded `var data = [...]` nor .quote blocks")
         for anchor in page.css("li.next > a[href]"):
             yield page.follow(anchor.attributes.get("href") or "")
+
+    async def failed(self, failure: Failure) -> list[Any]:
+        """A page that could not be fetched loses its quotes and the pages after it: say so."""
+        warn_failed(logger, failure, "page")
+        return []
 
 
 def embedded_data(page: Page) -> list[Any] | None:
@@ -149,5 +154,4 @@ def _from_block(block: Any) -> Quote | None:
 
 
 def _problem(page: Page, reason: str) -> ParseError:
-    logger.warning("quotes: %s: %s", page.url, reason)
-    return ParseError(url=page.url, reason=reason)
+    return parse_error(logger, page.url, reason)
