@@ -200,8 +200,10 @@ class CrawlStore(abc.ABC):
         """Hold the store open for one crawl; yields True when resuming a stored crawl.
 
         A durable store compares ``meta`` (seeds, scope, spider...) with what it stored and
-        raises :class:`~trio_crawler.StateMismatch` naming what may not change; on resume it
-        loads the stored figures into ``counters`` and reads them again at each commit. A store
+        raises :class:`~trio_crawler.StateMismatch` naming what may not change; it reads
+        ``counters`` at each commit. On resume a store of one process (SQLite) loads the stored
+        figures into ``counters`` first; a store shared by workers (Redis) keeps the
+        crawl-wide figures itself, and each worker's counters count what that worker did. A store
         that needs background tasks (a writer thread's feeder, a lease sweeper) runs them in a
         nursery owned by this context manager. On exit, pending work is committed in a shielded
         scope of at most 0.5 s. Default: a new crawl every time, nothing in the background.

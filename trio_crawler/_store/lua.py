@@ -113,6 +113,7 @@ local function release(host)
 end
 
 local EVENT = false
+local OVER = 0  -- requests refused for their host's page budget (in the reply)
 local function event(count, now)
   redis.call('XADD', P .. 'events', 'MAXLEN', '~', 200, '*', 'c', count, 't', now)
 end
@@ -250,7 +251,7 @@ local function add_links(links)
     redis.call('HDEL', P .. 'meta', 'stop_reason', 'finished_at')
     EVENT = true
   end
-  if over > 0 then redis.call('HINCRBY', P .. 'stats', 'dropped.host_budget', over) end
+  OVER = OVER + over
   return queued
 end
 
@@ -284,6 +285,7 @@ local function status(now, out)
   out.ready = next_ready()
   out.hosts = redis.call('ZCARD', P .. 'ready')
   out.scope = redis.call('LLEN', P .. 'scope')
+  if OVER > 0 then out.over = OVER end
   return out
 end
 """

@@ -210,6 +210,7 @@ class RedisStore(CrawlStore):
         self._hosts = 0
         self._ready_at = -math.inf  # local time before which a claim is pointless
         self._scope_count = 0  # scope additions in Redis, as the last reply counted them
+        self._over_budget = 0  # this worker's requests refused for their host's budget
         self._offset = 0.0  # Redis time - trio time
         self._event_id = "$"
         # leases held by this worker
@@ -305,6 +306,7 @@ class RedisStore(CrawlStore):
 
     def _absorb(self, reply: Mapping[str, Any]) -> None:
         """Take the cluster's figures from a reply (unless a newer one came first)."""
+        self._over_budget += int(reply.get("over", 0))  # this call's own, never stale
         now = float(reply.get("now", -math.inf))
         local = trio.current_time()
         self._offset = now - local
@@ -742,6 +744,9 @@ class RedisStore(CrawlStore):
 
     async def set_host_delay(self, host: str, delay: float) -> None:
         await self._submit(_Op({"k": "d", "h": host, "d": delay}))
+
+    def budget_refusals(self) -> int:
+        return self._over_budget
 
     def outstanding(self) -> int:
         return self._count
