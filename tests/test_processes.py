@@ -16,7 +16,6 @@ import trio
 from timing import assert_spaced, cross_process_slack
 
 from trio_crawler import Crawler, Settings
-from trio_crawler._store.remote import share_crawl
 from trio_crawler.spiders.generic import GenericSpider
 from trio_crawler.testing import SiteServer, open_site_server, site_from_links
 
@@ -238,14 +237,15 @@ def test_bad_process_count_is_one_line(value: str) -> None:
 def test_parent_fetches_with_a_share_of_the_concurrency(concurrency: int, own: int) -> None:
     """The parent's loop also answers the workers' store calls: it fetches an eighth of -c."""
     crawler = Crawler(
-        GenericSpider(), Settings(concurrency=concurrency), start_urls=["http://127.0.0.1:9/"]
+        GenericSpider(),
+        Settings(concurrency=concurrency),
+        start_urls=["http://127.0.0.1:9/"],
+        processes=2,
     )
-    assert share_crawl(crawler, 2) is not None
     assert crawler._crawl_limiter.total_tokens == own
     alone = Crawler(
         GenericSpider(), Settings(concurrency=concurrency), start_urls=["http://127.0.0.1:9/"]
     )
-    assert share_crawl(alone, 1) is None
     assert alone._crawl_limiter.total_tokens == concurrency
 
 

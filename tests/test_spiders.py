@@ -57,8 +57,9 @@ from spider_fixtures import (
 
 import trio_crawler
 from trio_crawler._exceptions import CrawlerError, FailureKind, SettingsError
+from trio_crawler._registry import spider_names
 from trio_crawler._settings import Settings
-from trio_crawler._spider import Failure, Request, Spider, iterate_result, spider_names
+from trio_crawler._spider import Failure, Request, Spider, iterate_result
 from trio_crawler.spiders import _shared, cvedetails, github, quotes
 from trio_crawler.spiders._shared import ParseError
 from trio_crawler.spiders.cvedetails import Cve, CveDetailsSpider

@@ -4,10 +4,10 @@ The public API is what this module exports; everything in underscore modules is 
 ``trio_crawler.testing`` (a loopback site server for your spiders' tests) is public too.
 """
 
-from ._engine import Crawler as Crawler
-from ._engine import crawl as crawl
-from ._engine import open_crawler as open_crawler
-from ._engine import start_crawler as start_crawler
+from ._crawl import Crawler as Crawler
+from ._crawl import crawl as crawl
+from ._crawl import open_crawler as open_crawler
+from ._crawl import start_crawler as start_crawler
 from ._exceptions import CrawlerError as CrawlerError
 from ._exceptions import FailureKind as FailureKind
 from ._exceptions import FetchError as FetchError
@@ -15,6 +15,7 @@ from ._exceptions import SettingsError as SettingsError
 from ._exceptions import SpiderNotFound as SpiderNotFound
 from ._exceptions import StateMismatch as StateMismatch
 from ._exceptions import StoreError as StoreError
+from ._registry import load_spider as load_spider
 from ._settings import Settings as Settings
 from ._settings import __version__ as __version__
 from ._spider import Drop as Drop
@@ -25,7 +26,6 @@ from ._spider import Page as Page
 from ._spider import Request as Request
 from ._spider import Retry as Retry
 from ._spider import Spider as Spider
-from ._spider import load_spider as load_spider
 from ._spider import register as register
 from ._stats import CrawlStats as CrawlStats
 

@@ -20,11 +20,12 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ._engine import Crawler
+from ._crawl import Crawler
 from ._exceptions import CrawlerError, SettingsError
 from ._progress import print_summary, show_progress, write_stats_json
+from ._registry import load_spider, spider_names
 from ._settings import Settings, __version__
-from ._spider import Spider, load_spider, spider_names
+from ._spider import Spider
 
 #: After the first Ctrl-C, in-flight pages get this long to finish before they are abandoned.
 STOP_GRACE_SECONDS = 10.0
@@ -272,7 +273,7 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _process_count(text: str) -> int:
-    from ._store.remote import MAX_PROCESSES
+    from ._crawl.processes import MAX_PROCESSES
 
     try:
         value = int(text)
@@ -596,9 +597,6 @@ def _output_targets(args: argparse.Namespace, default_stdout: bool) -> list[str]
 
 
 async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
-    from ._store.remote import run_workers, share_crawl
-
-    shared = share_crawl(crawler, getattr(args, "processes", 1))
     interrupted = 0
     live = sys.stderr.isatty() and not args.quiet
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -639,11 +637,7 @@ async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
                     lambda: show_progress(crawler, live=live, interval=args.progress_interval)
                 )
             nursery.start_soon(run_and_finish)
-            if shared is not None:
-                nursery.start_soon(run_workers, shared, args.processes - 1)
     stats = crawler.statistics()
-    if interrupted and stats.stop_reason in (None, "cancelled", "finished"):
-        pass
     if args.stats_json:
         try:
             write_stats_json(stats, args.stats_json)
@@ -696,6 +690,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 outputs=_output_targets(args, default_stdout=False),
                 output_format=args.format,
                 store=_state_store(args, settings),
+                processes=args.processes,
             )
             code = await _run_crawl(crawler, args)
             nursery.cancel_scope.cancel()
@@ -720,7 +715,7 @@ def _parse_spider_args(pairs: Sequence[str]) -> dict[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else list(argv))[:1] == ["_worker"]:
-        from ._store.remote import worker_main  # a process of a --processes crawl
+        from ._worker import worker_main  # a process of a --processes crawl
 
         return worker_main((sys.argv[1:] if argv is None else list(argv))[1:])
     parser = build_parser()
@@ -763,6 +758,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             output_format=args.format,
             store=_state_store(args, settings),
+            processes=args.processes,
         )
     except CrawlerError as exc:
         print(f"trio-crawler: error: {exc}", file=sys.stderr)
@@ -823,6 +819,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         outputs=_output_targets(args, default_stdout=False),
         output_format=args.format,
         store=_state_store(args, settings),
+        processes=args.processes,
     )
     return _run(crawler, args)
 

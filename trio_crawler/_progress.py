@@ -13,7 +13,7 @@ from typing import TextIO
 
 import trio
 
-from ._engine import Crawler
+from ._crawl import Crawler
 from ._stats import CrawlStats
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from ._exceptions import SettingsError
 
@@ -154,6 +154,18 @@ class Settings:
     """Async hooks run before each request, before the spider's own (see :mod:`._hooks`)."""
     after_response: tuple[AfterResponse, ...] = ()
     """Async hooks run after each response, before the spider's own."""
+
+    #: The fields that identify a crawl with its seeds and spider: a stored crawl resumes only
+    #: with the same values (they decide which URLs belong to it and how they are deduped).
+    IDENTITY: ClassVar[tuple[str, ...]] = (
+        "scope",
+        "allowed_domains",
+        "denied_domains",
+        "include_patterns",
+        "exclude_patterns",
+        "strip_params",
+        "sort_query",
+    )
 
     def __post_init__(self) -> None:
         self.validate()

@@ -12,23 +12,20 @@ A spider is the seed's two-step contract in Python idiom:
 * ``failed(failure)`` (optional) sees a page that could not be fetched; it may yield items
   (the generic spider yields an error record).
 
-The engine never looks inside items. Spiders are looked up by name in :data:`registry`
-or loaded from ``path/to/file.py:Class`` / ``package.module:Class``.
+The engine never looks inside items. ``@register`` puts a spider in :data:`registry`;
+finding one by name or loading it from ``path/to/file.py:Class`` / ``package.module:Class``
+is :mod:`trio_crawler._registry`'s (it knows the built-in spiders; this module does not).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import inspect
 import re
-import sys
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
-from ._exceptions import FailureKind, SettingsError, SpiderNotFound
+from ._exceptions import FailureKind, SettingsError
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -427,47 +424,4 @@ def register(cls: type[Spider]) -> type[Spider]:
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
     registry[cls.name] = cls
-    return cls
-
-
-def _load_builtins() -> None:
-    from . import spiders  # noqa: F401  (importing registers them)
-
-
-def spider_names() -> dict[str, type[Spider]]:
-    _load_builtins()
-    return dict(sorted(registry.items()))
-
-
-def load_spider(ref: str) -> type[Spider]:
-    """Resolve ``NAME``, ``path/to/file.py:Class`` or ``package.module:Class`` to a spider class."""
-    _load_builtins()
-    if ":" not in ref:
-        try:
-            return registry[ref]
-        except KeyError:
-            names = ", ".join(sorted(registry)) or "none"
-            raise SpiderNotFound(f"unknown spider {ref!r} (known: {names})") from None
-    target, _, attr = ref.rpartition(":")
-    try:
-        if target.endswith(".py") or "/" in target:
-            path = Path(target)
-            if not path.is_file():
-                raise SpiderNotFound(f"no such spider file: {target}")
-            mod_name = f"_trio_crawler_user_{path.stem}"
-            spec = importlib.util.spec_from_file_location(mod_name, path)
-            if spec is None or spec.loader is None:
-                raise SpiderNotFound(f"cannot load {target}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except SpiderNotFound:
-        raise
-    except Exception as exc:  # user code failing at import: one line, not a traceback
-        raise SpiderNotFound(f"cannot import {target}: {type(exc).__name__}: {exc}") from exc
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, Spider)):
-        raise SpiderNotFound(f"{ref}: {attr!r} is not a Spider subclass in {target}")
     return cls

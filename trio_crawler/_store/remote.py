@@ -40,20 +40,13 @@ Load: each worker fetches with ``-c`` requests in flight; the parent with ``-c /
 :data:`PARENT_SHARE`, since its event loop also answers every worker's calls and a busy parent
 slows them all.
 
-Processes: :func:`run_workers` starts ``N - 1`` workers (``python -m trio_crawler _worker
---connect PATH``) once the store listens, in a new session each (Ctrl-C at the terminal
-reaches the parent only, which stops them), waits for them, and on cancellation gives them a
-moment to exit and then kills them, by PID. A worker whose parent is gone sees its socket
-close and ends.
-
-Each worker re-creates the spider from its class (``module:Class``, or the file of a spider
-loaded from ``path/file.py:Class``) and its arguments; the settings cross pickled, so
-``before_request``/``after_response`` hooks given in settings (functions) are refused.
+The processes themselves (starting, waiting, killing) and what crosses to a worker are the
+crawl's business: :mod:`trio_crawler._crawl.processes` and :mod:`trio_crawler._worker`. A
+worker whose parent is gone sees its socket close and ends.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import logging
@@ -63,7 +56,6 @@ import pickle
 import shutil
 import socket as _stdlib_socket
 import struct
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -71,16 +63,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .._exceptions import CrawlerError, SettingsError
-from .._spider import Request, Spider
+from .._exceptions import CrawlerError
+from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 
 if TYPE_CHECKING:
-    from .._engine import Crawler
     from .._export import Exporter
     from .._stats import Counters
 
-log = logging.getLogger("trio_crawler.processes")
+log = logging.getLogger("trio_crawler.store.shared")
 
 #: How long the parent waits for workers to finish and say goodbye after its own crawl ended.
 WORKER_EXIT_SECONDS = 15.0
@@ -91,6 +82,7 @@ WORKER_KILL_SECONDS = 2.0
 #: 722-751 pages/s, 32 gave 766-776. The parent is the busier process; fewer calls help.
 _PREFETCH = 32
 
+#: The most processes one crawl may have.
 MAX_PROCESSES = 64
 
 #: Fingerprints a worker keeps per generation (two generations) to skip URLs it sent already.
@@ -681,6 +673,11 @@ class RemoteStore(CrawlStore):
     async def set_host_delay(self, host: str, delay: float) -> None:
         await self._call("set_host_delay", host, delay)
 
+    @property
+    def stopped(self) -> bool:
+        """The parent stopped the crawl: nothing more is handed out."""
+        return self._stopped
+
     def outstanding(self) -> int:
         return self._outstanding
 
@@ -719,143 +716,22 @@ class RemoteStore(CrawlStore):
                 nursery.cancel_scope.cancel()
 
 
-# ======================================================================== processes
-def spider_reference(spider: Spider) -> str:
-    """``module:Class`` for the spider's class, or ``path/file.py:Class`` for one loaded
-    from a file (the worker loads it the same way, under the same module name)."""
-    cls = type(spider)
-    module = sys.modules.get(cls.__module__)
-    if cls.__module__.startswith("_trio_crawler_user_") and module is not None:
-        path = getattr(module, "__file__", None)
-        if path:
-            return f"{path}:{cls.__qualname__}"
-    if "<" in cls.__qualname__ or cls.__module__ == "__main__":
-        raise SettingsError(
-            f"--processes: spider {cls.__qualname__} cannot be re-created in a worker process "
-            "(give it as module:Class or path/to/file.py:Class)"
-        )
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-#: The parent process fetches with ``-c`` divided by this (at least 1); each worker uses ``-c``.
-PARENT_SHARE = 8
-
-
-def share_crawl(crawler: Crawler, processes: int) -> SharedStore | None:
-    """Wrap ``crawler``'s store for ``processes`` fetch processes (None for 1)."""
-    if processes <= 1:
-        return None
-    from .memory import MemoryStore
-    from .sqlite import SqliteStore
-
-    s = crawler.settings
-    if s.before_request or s.after_response:
-        raise SettingsError(
-            "--processes: settings hooks (before_request, after_response) cannot cross to "
-            "worker processes; put them on the spider class instead"
-        )
-    if s.warc is not None:
-        raise SettingsError("--processes and --warc do not go together (one archive writer)")
-    if not isinstance(crawler.store, (MemoryStore, SqliteStore)):
-        raise SettingsError(
-            "--processes works with the in-memory store and --state; with --store, start "
-            "more `worker` processes instead"
-        )
-    seeds = [r.url if isinstance(r, Request) else r for r in crawler._start]
-    # the parent's loop answers every worker's store calls: fetching at full -c there delays
-    # those answers and so every worker (measured: 2 processes at -c 128 went from about 630
-    # to 700-740 pages/s with the parent at a quarter; an eighth, once the fetcher went to
-    # httpcore directly, was 3 % faster again over four interleaved pairs (-2 to +6 %), a
-    # sixteenth no better than an eighth)
-    crawler._limit_fetches(s.concurrency // PARENT_SHARE)
-    setup = {
-        "spider": spider_reference(crawler.spider),
-        "arguments": dict(crawler.spider.arguments),
-        "settings": s.replace(max_pages=None),
-        "start_urls": seeds,
-        "log_level": logging.getLogger("trio_crawler").getEffectiveLevel(),
-    }
-
-    shared = SharedStore(
-        crawler.store,
-        setup=setup,
-        max_pages=s.max_pages,
-        on_stop=crawler.stop,
-        stopping=lambda: crawler.stopping,
-    )
-    crawler.store = shared
-    return shared
-
-
-async def run_workers(store: SharedStore, count: int) -> None:
-    """Start ``count`` worker processes once ``store`` listens; wait for them. Cancelled, it
-    gives each a moment to exit, then kills it (its own children only, by PID)."""
-    path = await store.wait_listening()
-    async with trio.open_nursery() as nursery:
-        for index in range(count):
-            nursery.start_soon(_run_worker, store, path, index, name=f"trio_crawler.proc-{index}")
-
-
-async def _run_worker(store: SharedStore, path: str, index: int) -> None:
-    command = [sys.executable, "-m", "trio_crawler", "_worker", "--connect", path]
-    process = await trio.lowlevel.open_process(command, start_new_session=True)
-    store.worker_pids.append(process.pid)
-    log.info("worker process %d started (pid %d)", index + 1, process.pid)
-    try:
-        code = await process.wait()
-        if code != 0:
-            log.warning("worker process %d (pid %d) exited with %d", index + 1, process.pid, code)
-    finally:
-        if process.returncode is None:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(WORKER_KILL_SECONDS):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-
-
-def worker_main(argv: Sequence[str]) -> int:
-    """``python -m trio_crawler _worker --connect PATH``: one worker process of a crawl."""
-    parser = argparse.ArgumentParser(prog="trio-crawler _worker")
-    parser.add_argument("--connect", required=True, metavar="PATH")
-    args = parser.parse_args(argv)
-    try:
-        return trio.run(_worker, args.connect)
-    except CrawlerError as exc:
-        print(f"trio-crawler worker: error: {exc}", file=sys.stderr)
-        return 1
-
-
-async def _worker(path: str) -> int:
-    from .._engine import Crawler
-    from .._spider import load_spider
-
+@asynccontextmanager
+async def connect_worker(path: str) -> AsyncIterator[tuple[RemoteStore, dict[str, Any]] | None]:
+    """A worker's side of a shared crawl: its :class:`RemoteStore` and the crawl's setup (the
+    first answer), or None when the crawl is gone already (it ended before the worker
+    connected, or ends before it is answered)."""
     try:
         stream = await trio.open_unix_socket(path)
     except OSError:
-        return 0  # the crawl ended before this worker started
+        yield None
+        return
     framed = _Framed(stream)
     async with stream:
         try:
             replies, status = await framed.receive()
         except (EOFError, trio.BrokenResourceError, OSError):
-            return 0
+            yield None
+            return
         setup = replies[0][2]
-        root = logging.getLogger("trio_crawler")
-        if not root.handlers:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s[worker]: %(message)s"))
-            root.addHandler(handler)
-            root.propagate = False
-        root.setLevel(setup["log_level"])
-        store = RemoteStore(framed, status, resumed=setup.get("resumed", False))
-        spider = load_spider(setup["spider"])(**setup["arguments"])
-        crawler = Crawler(spider, setup["settings"], start_urls=setup["start_urls"], store=store)
-
-        store.on_stop = crawler.stop
-        store.stop_reason = lambda: crawler.statistics().stop_reason
-        if store._stopped:
-            return 0
-        await crawler.run()
-    return 0
+        yield RemoteStore(framed, status, resumed=setup.get("resumed", False)), setup

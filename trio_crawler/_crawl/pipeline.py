@@ -1,0 +1,122 @@
+"""One claim through its stages, top to bottom; each stage returns a decision or lets it on.
+
+::
+
+    gate (robots.txt)  ->  before hooks  ->  fetch  ->  [sitemap: read it]
+      ->  politeness (adaptive throttle, the spider's rate limit)
+      ->  [3xx: redirects]  ->  after hooks  ->  retry policy (429, 5xx...)
+      ->  [not 2xx: failed]  ->  scraper
+
+The result is an :data:`~.outcome.Outcome` (done, again later, failed) that the engine
+applies. Nothing here settles a claim or touches the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from .._exceptions import FailureKind
+from .._http import FetchResult
+from .._retry import RetryPolicy
+from .._settings import Settings
+from .._spider import Drop, Page, Request, Spider
+from .._stats import Counters
+from .._store import Claim
+from .exchange import Exchange
+from .gate import RobotsGate, Sitemaps, is_sitemap
+from .outcome import Again, Done, Failed, Outcome
+from .politeness import Politeness
+from .redirects import Redirects
+from .scraper import Scraper
+
+
+class Pipeline:
+    """The stages of one crawl, in order; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spider: Spider,
+        counters: Counters,
+        *,
+        gate: RobotsGate,
+        exchange: Exchange,
+        sitemaps: Sitemaps,
+        politeness: Politeness,
+        redirects: Redirects,
+        scraper: Scraper,
+    ) -> None:
+        self._spider = spider
+        self._counters = counters
+        self._retry = RetryPolicy.from_settings(settings)
+        self._gate = gate
+        self._exchange = exchange
+        self._sitemaps = sitemaps
+        self._politeness = politeness
+        self._redirects = redirects
+        self._scraper = scraper
+
+    async def run(self, claim: Claim) -> Outcome:
+        """Take ``claim`` through the stages; what to do with it."""
+        decision = await self._gate.check(claim)
+        if decision is not None:
+            return decision
+        request = await self._exchange.before(claim.request)
+        if isinstance(request, Drop):
+            return Done()
+        result = await self._exchange.fetch(request)
+        if not isinstance(result, FetchResult):
+            return result
+        redirect = 300 <= result.status < 400
+        if is_sitemap(request) and not redirect:
+            return await self._sitemaps.read(result)
+        page = self._scraper.page(request, result)
+        decision = await self._paced(claim, page)
+        if decision is not None:
+            return decision
+        if redirect and "location" in result.headers:
+            return await self._redirects.follow(request, result)
+        decision = await self._exchange.after(page)
+        if decision is None:
+            decision = await self._by_status(claim, request, result)
+        if decision is not None:
+            return decision
+        return await self._scraper.scrape(page)
+
+    async def failed(self, claim: Claim, failed: Failed) -> list[object]:
+        """The items ``Spider.failed`` yields for a request that ended as ``failed``."""
+        return await self._scraper.failed(claim.request, failed)
+
+    async def _paced(self, claim: Claim, page: Page) -> Outcome | None:
+        """The host's pace after an answer: the adaptive throttle, the spider's rate limit."""
+        await self._politeness.observe(claim.host, page.elapsed, page.status)
+        pause = self._spider.rate_limit_delay(page)
+        return await self._politeness.rate_limited(claim, page, pause)
+
+    async def _by_status(
+        self, claim: Claim, request: Request, result: FetchResult
+    ) -> Outcome | None:
+        """The retry policy on the status (429, 5xx...), then: anything but a 2xx fails."""
+        status = result.status
+        c = self._counters
+        verdict = self._retry.for_status(
+            status, result.headers, attempt=request.retries, now_wall=time.time()
+        )
+        if verdict is not None:
+            if verdict.host_delay:
+                await self._politeness.hold(claim.host, verdict.host_delay)
+            if verdict.retry:
+                c.retries += 1
+                return Again(_retried(request), verdict.delay)
+            c.status_classes[f"{status // 100}xx"] += 1
+            kind = verdict.give_up or FailureKind.HTTP_STATUS
+            return Failed(kind, verdict.reason or f"HTTP {status}", status)
+        c.status_classes[f"{status // 100}xx"] += 1
+        if not 200 <= status < 300:
+            return Failed(FailureKind.HTTP_STATUS, f"HTTP {status}", status)
+        return None
+
+
+def _retried(request: Request) -> Request:
+    return dataclasses.replace(request, retries=request.retries + 1)

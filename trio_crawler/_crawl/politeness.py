@@ -1,0 +1,130 @@
+"""Politeness: the one owner of each host's pace. Every other module asks it.
+
+A host here is a *politeness key*: the request's origin (``scheme://host:port``), or with
+``politeness_key="ip"`` the address it resolves to (shared hosting puts many names on one
+machine). For each key:
+
+* its **delay** between request starts: ``per_host_delay``, raised by a robots.txt
+  Crawl-delay (capped at ``max_crawl_delay``), moved by the adaptive throttle
+  (``adaptive_throttle``: the delay follows the host's latency and backs off on 429/503);
+* its **pauses**: a robots.txt fetch holds the host for its Crawl-delay; a 429/503 or a
+  ``Retry-After`` (the retry policy's ``host_delay``) and a spider's ``rate_limit_delay``
+  push its next start back;
+* its **concurrency**: ``per_host_concurrency``.
+
+The store keeps the state (so a host's pace holds across the processes and workers of one
+crawl, and across a resume) and hands out requests by it (its frontier: ``claim``); this
+module decides what the state is, through the store's ``set_host_delay`` and ``pause_host``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import trio
+
+from .._exceptions import FetchError
+from .._http import Resolver
+from .._retry import AdaptiveDelay
+from .._settings import Settings
+from .._spider import Page
+from .._store import Claim, CrawlStore, NewRequest
+from .outcome import Again, Outcome
+
+log = logging.getLogger("trio_crawler.politeness")
+
+#: Politeness keys remembered per crawl (``politeness_key="ip"``) before the map is emptied.
+_MAX_IP_KEYS = 100_000
+
+
+class Politeness:
+    """The pace of every host of one crawl; see the module docstring."""
+
+    def __init__(self, settings: Settings, store: CrawlStore, resolver: Resolver) -> None:
+        self._settings = settings
+        self._store = store
+        self._resolver = resolver
+        self._base_delay: dict[str, float] = {}
+        self._throttles: dict[str, AdaptiveDelay] = {}
+        self._ip_keys: dict[str, str] = {}
+
+    def delay_of(self, key: str) -> float:
+        """The host's delay between request starts (the setting, or its Crawl-delay)."""
+        return self._base_delay.get(key, self._settings.per_host_delay)
+
+    async def crawl_delay(self, key: str, delay: float | None, *, fetched_at: float | None) -> None:
+        """A robots.txt ``Crawl-delay`` for ``key`` (capped). ``fetched_at``: the robots.txt
+        request just went out at this time, so the host is held for the delay after it."""
+        if delay is None:
+            return
+        capped = min(delay, self._settings.max_crawl_delay)
+        if capped <= self._settings.per_host_delay:
+            return
+        self._base_delay[key] = capped
+        await self._store.set_host_delay(key, capped)
+        if fetched_at is not None:
+            await self._store.pause_host(key, fetched_at + capped)
+
+    async def observe(self, key: str, latency: float, status: int | None) -> None:
+        """The adaptive throttle (when on): the delay follows the host's latency and backs
+        off on 429/503."""
+        s = self._settings
+        if not s.adaptive_throttle:
+            return
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            base = self.delay_of(key)
+            throttle = self._throttles[key] = AdaptiveDelay(
+                start=max(base, 0.0),
+                minimum=base,
+                maximum=max(base, s.max_crawl_delay),
+                target_concurrency=float(s.per_host_concurrency),
+            )
+        before = throttle.delay
+        after = throttle.observe(latency, status)
+        if after != before:
+            await self._store.set_host_delay(key, after)
+
+    async def hold(self, key: str, seconds: float) -> None:
+        """No request to ``key`` starts for ``seconds`` (429/503, ``Retry-After``)."""
+        await self._store.pause_host(key, trio.current_time() + seconds)
+
+    async def rate_limited(self, claim: Claim, page: Page, pause: float | None) -> Outcome | None:
+        """The spider's ``rate_limit_delay`` said to wait ``pause`` seconds: the host waits;
+        a page that is not a 2xx is asked for again after the wait."""
+        if pause is None or pause <= 0:
+            return None
+        wait = min(pause, self._settings.max_retry_after)
+        await self._store.pause_host(claim.host, trio.current_time() + wait)
+        if 200 <= page.status < 300:
+            return None
+        log.info("rate limited on %s: waiting %.1fs", page.url, wait)
+        return Again(claim.request, wait)
+
+    async def keyed(self, new: list[NewRequest]) -> list[NewRequest]:
+        """Give each new request its politeness key: its origin, or its IP with
+        ``politeness_key="ip"``."""
+        if self._settings.politeness_key != "ip" or not new:
+            return new
+        out = []
+        for item in new:
+            key = self._ip_keys.get(item.host)
+            if key is None:
+                key = await self._ip_key(item.host)
+            out.append(dataclasses.replace(item, host=key) if key != item.host else item)
+        return out
+
+    async def _ip_key(self, site: str) -> str:
+        _scheme, _, hostport = site.partition("://")
+        host, _, port = hostport.rpartition(":")
+        key = site
+        try:
+            ips = await self._resolver(host.strip("[]"), int(port))
+            key = f"ip:{ips[0]}"
+        except FetchError:
+            key = site  # the fetch will fail with its own DNS error
+        if len(self._ip_keys) > _MAX_IP_KEYS:
+            self._ip_keys.clear()
+        self._ip_keys[site] = key
+        return key

@@ -1,0 +1,89 @@
+"""Redirects, followed by the crawler: each hop checked like a link.
+
+A 3xx with a ``Location`` becomes the request's next hop, queued as a request of its own (so
+it obeys politeness, robots.txt and the seen set) and carrying the chain so far. A hop is
+refused when its scheme is not http(s), the chain is longer than ``max_redirects``, it loops
+back into the chain, its URL cannot be parsed, or the crawl's rules keep it out. Credentials
+and cookies a spider put on the request stay with their origin. A seed that redirects (http
+to https, ``example.com`` to ``www.example.com``) takes its target's site into the scope of
+the whole crawl (:meth:`~trio_crawler._store.CrawlStore.add_scope`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urljoin, urlsplit
+
+from .._exceptions import FailureKind
+from .._http import FetchResult
+from .._session import strip_sensitive
+from .._settings import Settings
+from .._spider import Request
+from .._stats import Counters
+from .._store import CrawlStore, NewRequest
+from .._urls import DropReason, UrlRules
+from .outcome import Done, Failed, Outcome
+from .politeness import Politeness
+
+
+class Redirects:
+    """Turns a 3xx answer into its next hop, or a failure; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: UrlRules,
+        counters: Counters,
+        store: CrawlStore,
+        politeness: Politeness,
+    ) -> None:
+        self._settings = settings
+        self._rules = rules
+        self._counters = counters
+        self._store = store
+        self._politeness = politeness
+
+    async def follow(self, request: Request, result: FetchResult) -> Outcome:
+        self._counters.status_classes[f"{result.status // 100}xx"] += 1
+        target = urljoin(result.url, result.headers["location"].strip())
+        chain = (*request.redirects, request.url)
+        refused = self._refusal(target, chain, result.status)
+        if refused is not None:
+            return refused
+        if request.depth == 0 and self._settings.scope != "any":
+            # a seed that redirects takes its target's site into scope, as if the user had
+            # named it, for the whole crawl
+            await self._store.add_scope(target)
+        reason = self._rules.check(target)
+        if reason is not None:
+            kind = (
+                FailureKind.BAD_URL
+                if reason in (DropReason.UNPARSABLE, DropReason.TOO_LONG)
+                else FailureKind.OUT_OF_SCOPE
+            )
+            return Failed(kind, f"redirect to {target} refused: {reason}", result.status)
+        self._counters.redirects += 1
+        hop = dataclasses.replace(request, url=target, redirects=chain, retries=0)
+        if request.headers and self._rules.origin(target) != self._rules.origin(request.url):
+            hop = dataclasses.replace(hop, headers=strip_sensitive(request.headers))
+        new = NewRequest(hop, self._rules.fingerprint(target), self._rules.origin(target))
+        return Done(await self._politeness.keyed([new]), hop=True)
+
+    def _refusal(self, target: str, chain: tuple[str, ...], status: int) -> Failed | None:
+        """Why the hop to ``target`` may not be taken at all, or None."""
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            return Failed(FailureKind.BAD_SCHEME, f"redirect to {scheme}: refused", status)
+        max_redirects = self._settings.max_redirects
+        if len(chain) > max_redirects:
+            return Failed(
+                FailureKind.TOO_MANY_REDIRECTS, f"more than {max_redirects} redirects", status
+            )
+        try:
+            target_fp = self._rules.fingerprint(target)
+            seen_in_chain = {self._rules.fingerprint(u) for u in chain}
+        except ValueError:
+            return Failed(FailureKind.BAD_URL, f"bad redirect target {target[:200]!r}", status)
+        if target_fp in seen_in_chain:
+            return Failed(FailureKind.REDIRECT_LOOP, f"redirect loop back to {target}", status)
+        return None
