@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import sqlite3
+import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,7 +33,7 @@ from trio_crawler._report import (
 )
 from trio_crawler._report._aggregate import LogHistogram, TimeSeries, TopK, host_of
 from trio_crawler.spiders.generic import PageRecord
-from trio_crawler.testing import Response, Site, html_page, open_site_server
+from trio_crawler.testing import RecordedRequest, Response, Site, html_page, open_site_server
 
 T0 = 1_700_000_000.0
 
@@ -391,7 +392,7 @@ def hostile_report() -> str:
     graph.add_meta_robots(HOSTILE_URL, "<noindex>")
     records = [
         page("/t1", title=HOSTILE_TITLE, depth=0),
-        page("/t2", title=HOSTILE_TITLE, content_type="text/html\"><script>alert(7)</script>"),
+        page("/t2", title=HOSTILE_TITLE, content_type='text/html"><script>alert(7)</script>'),
         page("/t3", title="\x00\x1b[31m\ud800 bidi \u202e evil"),
         failure(HOSTILE_URL, "http_status", 404, error="<script>alert(8)</script>"),
         page(
@@ -508,9 +509,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return code, capsys.readouterr().err
 
 
-def test_report_command_writes_the_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_report_command_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pages = tmp_path / "pages.jsonl"
     write_jsonl(pages, SAMPLE)
     out = tmp_path / "report.html"
@@ -554,10 +553,13 @@ def test_bad_input_is_one_line_exit_2_and_keeps_the_old_report(
     assert not list(tmp_path.glob(".report-*"))
 
 
+CLI = [sys.executable, "-m", "trio_crawler"]
+
+
 async def _run(argv: list[str], cwd: Path) -> trio.CompletedProcess[bytes]:
     with trio.fail_after(60):
         return await trio.run_process(
-            [sys.executable, "-m", "trio_crawler", *argv],
+            [*CLI, *argv],
             cwd=cwd,
             capture_stdout=True,
             capture_stderr=True,
@@ -614,37 +616,32 @@ async def test_crawl_report_to_an_unwritable_place_fails_before_the_crawl(
 
 
 async def test_crawl_report_after_ctrl_c(tmp_path: Path) -> None:
+    in_flight = trio.Event()
+
+    async def slow(_: RecordedRequest) -> Response:
+        in_flight.set()
+        await trio.sleep(2.0)  # in flight when the Ctrl-C comes: the crawl stops after it
+        return html_page("slow", title="Slow")
+
     site = small_site()
-    site.add("/a", Response(status=200, body=b"<title>slow</title>", delay=2.0))
+    site.add("/a", slow)
     async with open_site_server(site) as server:
         with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                proc = await nursery.start(
-                    lambda task_status: trio.run_process(
-                        [
-                            sys.executable,
-                            "-m",
-                            "trio_crawler",
-                            "crawl",
-                            server.url("/"),
-                            "--delay",
-                            "0",
-                            "-q",
-                            "--report",
-                            "r.html",
-                        ],
-                        cwd=tmp_path,
-                        capture_stdout=True,
-                        capture_stderr=True,
-                        check=False,
-                        task_status=task_status,
-                    )
-                )
-                while server.count("/a") == 0:  # the slow page is in flight: a crawl to stop
-                    await trio.sleep(0.01)
+            proc = await trio.lowlevel.open_process(
+                [*CLI, "crawl", server.url("/"), "--delay", "0", "-q", "--report", "r.html"],
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                await in_flight.wait()
                 proc.send_signal(signal.SIGINT)
-                await proc.wait()
-    assert proc.returncode == 130
+                code = await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    assert code == 130
     text = (tmp_path / "r.html").read_text()
     assert "interrupted" in text
     assert server.url("/") in text
