@@ -51,8 +51,8 @@ def fmt_seconds(s: float) -> str:
     if s < 60:
         return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
     if s < 3600:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
+        return f"{s / 60:.1f} min" if s < 600 else f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h" if s < 36_000 else f"{s / 3600:.0f} h"
 
 
 def fmt_bytes(n: float) -> str:
@@ -438,7 +438,15 @@ def hbar_chart(
                 shorten(label, 30),
             )
         )
-        frame.text(frame.left + w + 6, y + row_h / 2 + 4, text, **{"class": "value"})
+        if w > frame.w * 0.6:  # a long bar: its figure inside it, where there is room
+            frame.text(
+                frame.left + w - 6,
+                y + row_h / 2 + 4,
+                text,
+                **{"class": "value inside", "text-anchor": "end"},
+            )
+        else:
+            frame.text(frame.left + w + 6, y + row_h / 2 + 4, text, **{"class": "value"})
     frame.add(
         void(
             "line",

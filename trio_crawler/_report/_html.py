@@ -53,8 +53,8 @@ p.lead{margin:0 0 10px;color:var(--muted);max-width:980px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(128px,1fr));gap:10px;
 margin:0 0 14px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
-.card .v{font-size:22px;font-weight:650;font-variant-numeric:tabular-nums;
-overflow-wrap:anywhere}
+.card .v{font-size:21px;font-weight:650;font-variant-numeric:tabular-nums;white-space:nowrap}
+.card .v.text{font-size:15px;line-height:2.1;white-space:normal}
 .card .k{font-size:12.5px;color:var(--muted)}
 .card.bad .v{color:#c92a2a}
 .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(290px,1fr));gap:12px;
@@ -63,7 +63,8 @@ align-items:start}
 .box table{width:100%;border-collapse:collapse;font-size:14px}
 .box td,.box th{padding:3px 4px;border-bottom:1px solid #eef0f3;text-align:left;
 vertical-align:top}
-.box td.num{text-align:right;font-variant-numeric:tabular-nums}
+.box td{overflow-wrap:anywhere}
+.box td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
 .box th{font-weight:600;color:var(--muted);width:1%;white-space:nowrap;padding-right:14px}
 .notes{margin:12px 0 0;padding:10px 16px 10px 34px;background:#fff9db;border:1px solid #ffe8a1;
 border-radius:8px;font-size:14px}
@@ -82,6 +83,7 @@ svg.chart .axis,svg.chart .tick{stroke:#6b7480;stroke-width:1}
 svg.chart .marker{stroke-width:1.5;stroke-dasharray:4 3}
 svg.chart .marker-label{font-weight:650}
 svg.chart .value{fill:#3d4654}
+svg.chart .value.inside{fill:#fff;font-weight:600}
 svg.chart rect.bar:hover{opacity:.75}
 .tablebox{background:var(--card);border:1px solid var(--line);border-radius:8px;overflow:hidden}
 .tools{display:flex;align-items:center;gap:12px;padding:8px 12px;
@@ -241,7 +243,7 @@ def _card(value: str, label: str, bad: bool = False, text: bool = False) -> Mark
 
 def _facts(title: str, rows: Sequence[tuple[str, str]], numeric: bool = False) -> Markup:
     if not rows:
-        body = tag("p", {"class": "none"}, "nothing recorded")
+        body = tag("p", {"class": "none"}, "none")
     else:
         body = tag(
             "table",
@@ -426,7 +428,7 @@ def _summary(report: Report) -> Markup:
             _facts("Pages by status class", classes, numeric=True),
             _facts("Failures by kind", failures, numeric=True),
             _facts("Content types (pages fetched)", types, numeric=True),
-            _facts("Statistics", figures, numeric=True),
+            _facts("Statistics", figures, numeric=True) if figures else Markup(""),
         ),
         notes_html,
     )
@@ -545,7 +547,11 @@ def _broken(report: Report) -> Markup:
                 (_status(link.status, link.kind), what),
                 (linked, None),
                 (f"{refs.total:,}", refs.total),
-                (shorten(link.error or "", 160), None),
+                # "HTTP 404" says nothing the status does not
+                (
+                    "" if link.error == f"HTTP {link.status}" else shorten(link.error or "", 160),
+                    None,
+                ),
             ]
         )
     if report.exact_links:
