@@ -65,7 +65,10 @@ align-items:start}
 vertical-align:top}
 .box td{overflow-wrap:anywhere}
 .box td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
-.box th{font-weight:600;color:var(--muted);width:1%;white-space:nowrap;padding-right:14px}
+.box th{font-weight:600;color:var(--muted);padding-right:14px}
+.box.kv th{width:1%;white-space:nowrap}
+.box.wide{grid-column:span 2}
+@media (max-width:700px){.box.wide{grid-column:auto}}
 .notes{margin:12px 0 0;padding:10px 16px 10px 34px;background:#fff9db;border:1px solid #ffe8a1;
 border-radius:8px;font-size:14px}
 .notes li{margin:2px 0}
@@ -241,7 +244,9 @@ def _card(value: str, label: str, bad: bool = False, text: bool = False) -> Mark
     )
 
 
-def _facts(title: str, rows: Sequence[tuple[str, str]], numeric: bool = False) -> Markup:
+def _facts(
+    title: str, rows: Sequence[tuple[str, str]], numeric: bool = False, cls: str = ""
+) -> Markup:
     if not rows:
         body = tag("p", {"class": "none"}, "none")
     else:
@@ -258,7 +263,7 @@ def _facts(title: str, rows: Sequence[tuple[str, str]], numeric: bool = False) -
                 for k, v in rows
             ),
         )
-    return tag("div", {"class": "box"}, tag("h3", None, title), body)
+    return tag("div", {"class": f"box {cls}".strip()}, tag("h3", None, title), body)
 
 
 def _table(
@@ -424,7 +429,7 @@ def _summary(report: Report) -> Markup:
         tag(
             "div",
             {"class": "facts"},
-            _facts("The crawl", crawl_facts),
+            _facts("The crawl", crawl_facts, cls="kv wide"),
             _facts("Pages by status class", classes, numeric=True),
             _facts("Failures by kind", failures, numeric=True),
             _facts("Content types (pages fetched)", types, numeric=True),
