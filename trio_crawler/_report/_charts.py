@@ -47,12 +47,17 @@ def fmt_seconds(s: float) -> str:
         return f"{s * 1e6:.0f} µs"
     if s < 1:
         ms = s * 1000
-        return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+        return f"{_trim(f'{ms:.1f}')} ms" if ms < 10 else f"{ms:.0f} ms"
     if s < 60:
-        return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+        return f"{_trim(f'{s:.2f}')} s" if s < 10 else f"{s:.1f} s"
     if s < 3600:
         return f"{s / 60:.1f} min" if s < 600 else f"{s / 60:.0f} min"
     return f"{s / 3600:.1f} h" if s < 36_000 else f"{s / 3600:.0f} h"
+
+
+def _trim(number: str) -> str:
+    """``1.50`` -> ``1.5``, ``2.00`` -> ``2``."""
+    return number.rstrip("0").rstrip(".") if "." in number else number
 
 
 def fmt_bytes(n: float) -> str:
@@ -242,7 +247,7 @@ def timeline_chart(timeline: TimelineView | None, chart_id: str = "chart-timelin
     frame = _Frame(top=36)
     peak = max(sum(b) for b in timeline.bins) or 1
     top = _round_up(peak)
-    width_label = fmt_seconds(timeline.width).replace(".00", "")
+    width_label = fmt_seconds(timeline.width)
     frame.y_axis(top, f"pages per {width_label}")
     n = len(timeline.bins)
     slot = frame.w / n

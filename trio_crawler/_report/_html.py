@@ -484,7 +484,7 @@ def _charts(report: Report) -> Markup:
             slow_hosts,
             chart_id="chart-hosts-time",
             title="Slowest hosts by mean response time",
-            x_title="mean response time (hosts with 5 pages or more first)",
+            x_title="mean response time per host (hosts with 5 pages or more)",
             empty="no timed responses",
         ),
         hbar_chart(
