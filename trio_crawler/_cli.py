@@ -59,6 +59,11 @@ def _add_crawl_flags(p: argparse.ArgumentParser) -> None:
     )
     out.add_argument("--stats-json", metavar="FILE", help="write the final statistics as JSON")
     out.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write the crawl's HTML report to FILE when it ends (also after Ctrl-C)",
+    )
+    out.add_argument(
         "--state",
         metavar="FILE",
         help="keep the crawl's state in this SQLite file; the same command resumes it",
@@ -404,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_crawl_flags(p)
     _add_state_commands(sub)
+    from ._report import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 
@@ -597,6 +605,9 @@ def _output_targets(args: argparse.Namespace, default_stdout: bool) -> list[str]
 
 
 async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
+    from ._report import open_crawl_report
+
+    report = open_crawl_report(crawler, args)  # None without --report
     interrupted = 0
     live = sys.stderr.isatty() and not args.quiet
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -646,11 +657,12 @@ async def _run_crawl(crawler: Crawler, args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(stats)
     _resume_hint(crawler, args, stats.stop_reason)
+    report_failed = report is not None and not await report.write(stats)
     if interrupted:
         return EXIT_INTERRUPTED
     if stats.stop_reason in ("fail_fast", "error"):
         return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_FAILED if report_failed else EXIT_OK
 
 
 def _cmd_spiders() -> int:
@@ -725,6 +737,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "spiders":
         return _cmd_spiders()
+    if args.command == "report":
+        from ._report import report_main
+
+        return report_main(args)
     if args.command in ("status", "export"):
         command = _cmd_status if args.command == "status" else _cmd_export
         return _guarded(lambda: command(args))

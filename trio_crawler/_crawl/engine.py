@@ -139,7 +139,7 @@ class Crawler:
             self.store = self._shared
             self._crawl_limiter.total_tokens = parent_concurrency(s)
         self.exporters = list(exporters)
-        self._output_targets = [t if t == "-" else os.path.abspath(t) for t in outputs]
+        self.output_targets = [t if t == "-" else os.path.abspath(t) for t in outputs]
         self._output_format = output_format
         self.resumed = False
         self._guard = AddressGuard(allow_private=s.allow_private, allowed=s.allowed_addresses)
@@ -327,7 +327,7 @@ class Crawler:
         offsets = self.store.output_offsets()
         opened: list[Exporter] = []
         try:
-            for target in self._output_targets:
+            for target in self.output_targets:
                 opened.append(
                     open_exporter(
                         target, format=self._output_format, resume_offset=offsets.get(target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,9 @@ class PageRecord:
     redirects: tuple[str, ...] = ()
     error: str | None = None
     error_kind: str | None = None
+    #: Wall-clock time (epoch seconds, millisecond precision) the record was made: right after
+    #: the response was read, or when the failure was known. The report's "pages over time".
+    fetched_at: float | None = None
 
 
 @register
@@ -67,6 +71,7 @@ class GenericSpider(Spider):
                 fetch_time=round(page.elapsed, 6),
                 truncated=page.truncated,
                 redirects=request.redirects,
+                fetched_at=round(time.time(), 3),
             )
         if links:
             yield Follow(links)
@@ -87,4 +92,5 @@ class GenericSpider(Spider):
             redirects=request.redirects,
             error=failure.message,
             error_kind=str(failure.kind),
+            fetched_at=round(time.time(), 3),
         )

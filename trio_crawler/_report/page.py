@@ -1,0 +1,854 @@
+"""The report as one self-contained HTML file: inline CSS, inline SVG, a few lines of plain
+JavaScript (table sorting and filtering; the page reads the same without it).
+
+Nothing is fetched: no CDN, no font, no image. A Content-Security-Policy allows exactly the
+inline style and script of this file, by hash, and nothing else (no network, no other
+script), so even a string that escaped escaping could not run. Every value from the crawl goes
+through :func:`~._markup.esc` (see ``_markup.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Sequence
+
+from .aggregate import STATUS_CLASSES, PageRow, Report, Table, host_of
+from .charts import (
+    CLASS_COLOURS,
+    depth_chart,
+    fmt_bytes,
+    fmt_seconds,
+    hbar_chart,
+    histogram_chart,
+    timeline_chart,
+)
+from .markup import Markup, esc, href, join, shorten, tag, void
+
+#: Characters of a URL or title shown in a cell (links keep the whole URL).
+URL_CHARS = 140
+TITLE_CHARS = 120
+#: Referrer links listed in the whole broken-link table; beyond it only counts (file size).
+REFERRER_LINKS = 4000
+
+Cell = tuple[Markup | str, float | str | None]  # (content, sort value; None: sort by text)
+
+CSS = """
+:root{--fg:#1d2430;--muted:#5c6675;--line:#d9dee5;--bg:#f6f7f9;--card:#fff;--accent:#3b5bdb}
+*{box-sizing:border-box}
+html{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+color:var(--fg);background:var(--bg)}
+body{margin:0}
+header{background:#1d2430;color:#fff;padding:18px 32px 0}
+header h1{margin:0 0 4px;font-size:22px;font-weight:650}
+header p{margin:0 0 10px;color:#c5ccd6;font-size:13.5px;overflow-wrap:anywhere}
+nav{display:flex;flex-wrap:wrap;gap:2px 18px;padding:6px 0 10px;font-size:14px}
+nav a{color:#a5c3ff;text-decoration:none}nav a:hover{text-decoration:underline}
+main{max-width:1480px;margin:0 auto;padding:18px 32px 48px}
+section{margin:0 0 28px}
+h2{font-size:18px;margin:0 0 8px;font-weight:650}
+h3{font-size:15px;margin:0 0 6px;font-weight:600}
+p.lead{margin:0 0 10px;color:var(--muted);max-width:980px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(128px,1fr));gap:10px;
+margin:0 0 14px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
+.card .v{font-size:21px;font-weight:650;font-variant-numeric:tabular-nums;white-space:nowrap}
+.card .v.text{font-size:15px;line-height:2.1;white-space:normal}
+.card .k{font-size:12.5px;color:var(--muted)}
+.card.bad .v{color:#c92a2a}
+.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(290px,1fr));gap:12px;
+align-items:start}
+.box{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 16px}
+.box table{width:100%;border-collapse:collapse;font-size:14px}
+.box td,.box th{padding:3px 4px;border-bottom:1px solid #eef0f3;text-align:left;
+vertical-align:top}
+.box td{overflow-wrap:anywhere}
+.box td.num{text-align:right;font-variant-numeric:tabular-nums;overflow-wrap:normal}
+.box th{font-weight:600;color:var(--muted);padding-right:14px}
+.box.kv th{width:1%;white-space:nowrap}
+.box.wide{grid-column:span 2}
+@media (max-width:700px){.box.wide{grid-column:auto}}
+.notes{margin:12px 0 0;padding:10px 16px 10px 34px;background:#fff9db;border:1px solid #ffe8a1;
+border-radius:8px;font-size:14px}
+.notes li{margin:2px 0}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:14px}
+figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:8px;
+padding:10px 12px}
+figcaption{font-weight:600;margin:0 0 4px}
+svg.chart{width:100%;height:auto;display:block;font-family:inherit}
+svg.chart text{fill:#3d4654}
+svg.chart .axis-title{fill:#1d2430;font-weight:600}
+svg.chart .legend{fill:#1d2430}
+svg.chart .empty{fill:var(--muted);font-size:15px}
+svg.chart .grid{stroke:#eceff3;stroke-width:1}
+svg.chart .axis,svg.chart .tick{stroke:#6b7480;stroke-width:1}
+svg.chart .marker{stroke-width:1.5;stroke-dasharray:4 3}
+svg.chart .marker-label{font-weight:650}
+svg.chart .value{fill:#3d4654}
+svg.chart .value.inside{fill:#fff;font-weight:600}
+svg.chart rect.bar:hover{opacity:.75}
+.tablebox{background:var(--card);border:1px solid var(--line);border-radius:8px;overflow:hidden}
+.tools{display:flex;align-items:center;gap:12px;padding:8px 12px;
+border-bottom:1px solid var(--line);
+font-size:13.5px;color:var(--muted)}
+.tools input{font:inherit;padding:4px 8px;border:1px solid #c3cad3;border-radius:6px;
+width:260px;color:var(--fg)}
+.scroll{max-height:560px;overflow:auto}
+table.data{width:100%;border-collapse:collapse;font-size:13.5px}
+table.data th{position:sticky;top:0;background:#eef1f5;text-align:left;font-weight:600;
+padding:6px 10px;
+border-bottom:1px solid var(--line);white-space:nowrap;z-index:1}
+table.data th.num{text-align:right}
+table.data th button{font:inherit;font-weight:600;border:0;background:none;padding:0;
+cursor:pointer;color:inherit}
+table.data th[aria-sort=ascending] button::after{content:" \\25B2";font-size:10px}
+table.data th[aria-sort=descending] button::after{content:" \\25BC";font-size:10px}
+table.data td{padding:5px 10px;border-bottom:1px solid #eef0f3;vertical-align:top;
+unicode-bidi:isolate}
+table.data td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+table.data td.url{overflow-wrap:anywhere;min-width:240px}
+table.data tr:hover td{background:#f8f9fb}
+table.data ul,table.data ol{margin:0;padding-left:18px}
+table.data li{overflow-wrap:anywhere}
+a{color:var(--accent)}
+q{color:var(--muted)}
+.more{color:var(--muted);font-size:12.5px}
+.flag{display:inline-block;padding:0 6px;margin:0 3px 2px 0;border-radius:9px;
+background:#e7f0ff;
+color:#1c4fa8;font-size:12px;white-space:nowrap}
+.flag.loop,.flag.too-many-hops{background:#ffe3e3;color:#a61e1e}
+.none{padding:14px;color:var(--muted)}
+.status{display:inline-block;min-width:34px;padding:0 5px;border-radius:4px;color:#fff;
+text-align:center;
+font-size:12.5px;font-weight:600}
+"""
+
+
+def _status_css() -> str:
+    return "".join(
+        f".status.c-{name.replace(' ', '-')}{{background:{colour}}}"
+        for name, colour in CLASS_COLOURS.items()
+    )
+
+
+STYLE = CSS + _status_css() + "\n"
+
+SCRIPT = """
+(function () {
+  "use strict";
+  function value(row, i, numeric) {
+    var cell = row.cells[i];
+    var v = cell ? cell.getAttribute("data-v") : null;
+    var text = v === null ? (cell ? cell.textContent : "") : v;
+    if (!numeric) { return text.toLowerCase(); }
+    var n = parseFloat(text);
+    return isNaN(n) ? -Infinity : n;
+  }
+  function sortBy(table, i, descending) {
+    var heads = table.tHead.rows[0].cells;
+    var numeric = heads[i].classList.contains("num");
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = value(a, i, numeric), y = value(b, i, numeric);
+      return (x < y ? -1 : x > y ? 1 : 0) * (descending ? -1 : 1);
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    Array.prototype.forEach.call(heads, function (h) { h.removeAttribute("aria-sort"); });
+    heads[i].setAttribute("aria-sort", descending ? "descending" : "ascending");
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, i) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.textContent = th.textContent;
+      button.title = "sort by this column";
+      th.textContent = "";
+      th.appendChild(button);
+      button.addEventListener("click", function () {
+        var current = th.getAttribute("aria-sort");
+        var numeric = th.classList.contains("num");
+        sortBy(table, i, current ? current === "ascending" : numeric);
+      });
+    });
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("input.filter"), function (input) {
+    var table = document.getElementById(input.getAttribute("data-table"));
+    var count = document.getElementById(input.getAttribute("data-count"));
+    input.hidden = false;
+    input.addEventListener("input", function () {
+      var q = input.value.trim().toLowerCase();
+      var rows = table.tBodies[0].rows, shown = 0;
+      for (var i = 0; i < rows.length; i++) {
+        var hit = !q || rows[i].textContent.toLowerCase().indexOf(q) >= 0;
+        rows[i].hidden = !hit;
+        if (hit) { shown++; }
+      }
+      count.textContent = q ? shown + " of " + rows.length + " rows match" : "";
+    });
+  });
+  document.documentElement.setAttribute("data-js", "ready");
+})();
+"""
+
+
+def _hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
+CSP = (
+    "default-src 'none'; "
+    f"style-src '{_hash(STYLE)}'; "
+    f"script-src '{_hash(SCRIPT)}'; "
+    "img-src data:; base-uri 'none'; form-action 'none'"
+)
+
+
+# --------------------------------------------------------------------------- small parts
+def _link(url: str, limit: int = URL_CHARS) -> Markup:
+    target = href(url)
+    text = shorten(url, limit)
+    if target is None:
+        return esc(text)
+    return tag(
+        "a",
+        {"href": target, "rel": "noreferrer noopener", "title": url if text != url else None},
+        text,
+    )
+
+
+def _status(status: int | None, kind: str | None = None) -> Markup:
+    if status is not None:
+        cls = f"{status // 100}xx" if 200 <= status < 600 else "other"
+        return tag("span", {"class": f"status c-{cls}"}, str(status))
+    name = (
+        "not fetched" if kind in ("robots", "out_of_scope", "forbidden_address") else "no response"
+    )
+    return tag("span", {"class": f"status c-{name.replace(' ', '-')}"}, kind or "—")
+
+
+def _more(shown: int, total: int, what: str) -> Markup:
+    if total <= shown:
+        return Markup("")
+    return tag("span", {"class": "more"}, f"+{total - shown:,} more {what}")
+
+
+def _card(value: str, label: str, bad: bool = False, text: bool = False) -> Markup:
+    return tag(
+        "div",
+        {"class": "card bad" if bad else "card"},
+        tag("div", {"class": "v text" if text else "v"}, value),
+        tag("div", {"class": "k"}, label),
+    )
+
+
+def _facts(
+    title: str, rows: Sequence[tuple[str, str]], numeric: bool = False, cls: str = ""
+) -> Markup:
+    if not rows:
+        body = tag("p", {"class": "none"}, "none")
+    else:
+        body = tag(
+            "table",
+            None,
+            join(
+                tag(
+                    "tr",
+                    None,
+                    tag("th", None, k),
+                    tag("td", {"class": "num"} if numeric else None, v),
+                )
+                for k, v in rows
+            ),
+        )
+    return tag("div", {"class": f"box {cls}".strip()}, tag("h3", None, title), body)
+
+
+def _table(
+    table_id: str,
+    columns: Sequence[tuple[str, bool]],
+    rows: Sequence[Sequence[Cell]],
+    *,
+    shown_of: tuple[int, int],
+    empty: str,
+) -> Markup:
+    """A sortable, filterable table. ``columns``: (header, numeric). Each cell is (content,
+    sort value); numeric columns right-aligned."""
+    shown, total = shown_of
+    count_id = f"{table_id}-count"
+    tally = f"{total:,} in all" if shown >= total else f"the first {shown:,} of {total:,}"
+    tools = tag(
+        "div",
+        {"class": "tools"},
+        void(
+            "input",
+            {
+                "type": "search",
+                "class": "filter",
+                "placeholder": "filter rows…",
+                "aria-label": "filter the rows of this table",
+                "data-table": table_id,
+                "data-count": count_id,
+                "hidden": True,
+            },
+        ),
+        tag("span", None, tally),
+        tag("span", {"id": count_id, "aria-live": "polite"}),
+    )
+    if not rows:
+        return tag("div", {"class": "tablebox"}, tag("p", {"class": "none"}, empty))
+    head = tag(
+        "thead",
+        None,
+        tag(
+            "tr",
+            None,
+            join(
+                tag("th", {"class": "num" if num else None, "scope": "col"}, name)
+                for name, num in columns
+            ),
+        ),
+    )
+    body_rows: list[Markup] = []
+    for row in rows:
+        cells = []
+        for (content, sort), (_, num) in zip(row, columns, strict=True):
+            attrs: dict[str, object] = {}
+            if num:
+                attrs["class"] = "num"
+            elif isinstance(content, Markup) and content.startswith("<a"):
+                attrs["class"] = "url"
+            if sort is not None:
+                attrs["data-v"] = sort
+            cells.append(tag("td", attrs, content))
+        body_rows.append(tag("tr", None, join(cells)))
+    table = tag(
+        "table",
+        {"class": "data sortable", "id": table_id},
+        head,
+        tag("tbody", None, join(body_rows)),
+    )
+    return tag("div", {"class": "tablebox"}, tools, tag("div", {"class": "scroll"}, table))
+
+
+def _section(section_id: str, title: str, lead: str | Markup, body: Markup) -> Markup:
+    return tag(
+        "section",
+        {"id": section_id},
+        tag("h2", None, title),
+        tag("p", {"class": "lead"}, lead),
+        body,
+    )
+
+
+def _urls(urls: Sequence[str], total: int, what: str = "pages") -> Markup:
+    return join(
+        [
+            tag("ul", None, join(tag("li", None, _link(u, 110)) for u in urls)),
+            _more(len(urls), total, what),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------- sections
+def _summary(report: Report) -> Markup:
+    s = report.summary
+    info = report.info
+    stats = info.stats
+    cards = [
+        _card(f"{s.records:,}", "pages tried"),
+        _card(f"{s.ok:,}", "pages fetched"),
+        _card(f"{s.failed:,}", "failed", bad=s.failed > 0),
+        _card(f"{report.broken.total:,}", "broken links", bad=report.broken.total > 0),
+        _card(f"{report.redirects.total:,}", "redirected"),
+        _card(fmt_seconds(s.duration) if s.duration is not None else "unknown", "duration"),
+        _card(f"{s.pages_per_second:,.1f}" if s.pages_per_second else "—", "pages/s"),
+        _card(fmt_bytes(s.bytes), "bytes (decoded)"),
+        _card(f"{s.hosts:,}", "hosts"),
+        _card(
+            info.stop_reason or "unknown",
+            "stop reason",
+            bad=info.stop_reason in ("error", "fail_fast"),
+            text=True,
+        ),
+    ]
+    classes = [
+        (name, f"{s.status_classes[name]:,}") for name in STATUS_CLASSES if name in s.status_classes
+    ]
+    failures = [(kind, f"{n:,}") for kind, n in s.failures.items()]
+    crawl_facts: list[tuple[str, str]] = []
+    if info.seeds:
+        crawl_facts.append(
+            (
+                "seeds",
+                ", ".join(info.seeds[:5])
+                + (f" (+{len(info.seeds) - 5})" if len(info.seeds) > 5 else ""),
+            )
+        )
+    if s.first_at is not None:
+        crawl_facts.append(("first page", _when(s.first_at)))
+    if s.last_at is not None:
+        crawl_facts.append(("last page", _when(s.last_at)))
+    crawl_facts.extend(info.settings)
+    figures: list[tuple[str, str]] = []
+    for key, label in (
+        ("requests", "requests"),
+        ("retries", "retries"),
+        ("redirects", "redirects followed"),
+        ("robots_fetches", "robots.txt fetched"),
+        ("links_found", "links found"),
+        ("links_queued", "links queued"),
+        ("items", "items"),
+        ("queued", "left in the queue"),
+    ):
+        value = stats.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            figures.append((label, f"{value:,}"))
+    dropped = stats.get("dropped")
+    if isinstance(dropped, dict):
+        for reason, n in sorted(dropped.items(), key=lambda kv: -_num(kv[1])):
+            figures.append((f"links dropped: {reason}", f"{_num(n):,}"))
+    types = [(ctype, f"{n:,}") for ctype, n in s.content_types.items()]
+    notes = list(info.notes)
+    if s.skipped:
+        notes.append(
+            f"{s.skipped:,} records were not page records of the generic spider and were left out."
+        )
+    notes_html = (
+        tag("ul", {"class": "notes"}, join(tag("li", None, n) for n in notes))
+        if notes
+        else Markup("")
+    )
+    return tag(
+        "section",
+        {"id": "summary"},
+        tag("h2", None, "Summary"),
+        tag("div", {"class": "cards"}, join(cards)),
+        tag(
+            "div",
+            {"class": "facts"},
+            _facts("The crawl", crawl_facts, cls="kv wide"),
+            _facts("Pages by status class", classes, numeric=True),
+            _facts("Failures by kind", failures, numeric=True),
+            _facts("Content types (pages fetched)", types, numeric=True),
+            _facts("Statistics", figures, numeric=True) if figures else Markup(""),
+        ),
+        notes_html,
+    )
+
+
+def _charts(report: Report) -> Markup:
+    s = report.summary
+    hosts = [
+        (
+            h.host,
+            float(h.pages),
+            f"{h.pages:,} pages" + (f", {h.failed:,} failed" if h.failed else ""),
+        )
+        for h in report.hosts_by_pages
+    ]
+    slow_hosts = [
+        (h.host, h.mean_time or 0.0, f"{fmt_seconds(h.mean_time or 0.0)} ({h.pages:,} pages)")
+        for h in report.hosts_by_time
+    ]
+    kinds = [(k, float(n), f"{n:,}") for k, n in list(s.failures.items())[:15]]
+    figures = [
+        timeline_chart(report.timeline),
+        histogram_chart(
+            report.response_times,
+            chart_id="chart-response-times",
+            title="Response times",
+            x_title="response time, request to last byte (log scale)",
+            fmt="seconds",
+            empty="no timed responses",
+        ),
+        histogram_chart(
+            report.sizes,
+            chart_id="chart-sizes",
+            title="Page sizes",
+            x_title="page size, decoded bytes (log scale)",
+            fmt="bytes",
+            empty="no pages fetched",
+        ),
+        depth_chart(report.depths),
+        hbar_chart(
+            hosts,
+            chart_id="chart-hosts-pages",
+            title="Top hosts by pages",
+            x_title="pages tried",
+            empty="no hosts",
+        ),
+        hbar_chart(
+            slow_hosts,
+            chart_id="chart-hosts-time",
+            title="Slowest hosts by mean response time",
+            x_title="mean response time per host (hosts with 5 pages or more)",
+            empty="no timed responses",
+        ),
+        hbar_chart(
+            kinds,
+            chart_id="chart-failures",
+            title="Failures by kind",
+            x_title="failed pages",
+            empty="no failures",
+            colours=["#e03131"] * len(kinds),
+        ),
+    ]
+    captions = [
+        "Pages and failures over time, by status class",
+        "Response times (p50, p90, p99 marked)",
+        "Page sizes (p50, p90, p99 marked)",
+        "Pages by depth",
+        "Top hosts by pages",
+        "Slowest hosts (mean response time)",
+        "Failures by kind",
+    ]
+    return tag(
+        "section",
+        {"id": "charts"},
+        tag("h2", None, "Charts"),
+        tag(
+            "div",
+            {"class": "charts"},
+            join(
+                tag("figure", None, tag("figcaption", None, caption), chart)
+                for caption, chart in zip(captions, figures, strict=True)
+            ),
+        ),
+    )
+
+
+def _broken(report: Report) -> Markup:
+    budget = REFERRER_LINKS
+    rows: list[list[Cell]] = []
+    for link in report.broken.rows:
+        refs = link.referrers
+        shown = refs.links[: max(0, budget)]
+        budget -= len(shown)
+        items = [
+            tag(
+                "li",
+                None,
+                _link(src, 110),
+                Markup(" "),
+                tag("q", None, shorten(anchor, 80)) if anchor else Markup(""),
+            )
+            for src, anchor in shown
+        ]
+        linked = join(
+            [
+                tag("ul", None, join(items))
+                if items
+                else tag("span", {"class": "more"}, "unknown"),
+                _more(len(shown), refs.total, "pages"),
+            ]
+        )
+        what = str(link.status) if link.status is not None else (link.kind or "")
+        rows.append(
+            [
+                (_link(link.url), None),
+                (_status(link.status, link.kind), what),
+                (linked, None),
+                (f"{refs.total:,}", refs.total),
+                # "HTTP 404" says nothing the status does not
+                (
+                    "" if link.error == f"HTTP {link.status}" else shorten(link.error or "", 160),
+                    None,
+                ),
+            ]
+        )
+    if report.exact_links:
+        lead = (
+            "URLs that answered 404, 410 or 5xx, or whose host could not be resolved or "
+            "reached, with the pages that link to them and the link text (the first 20 "
+            "per URL; the rest are counted)."
+        )
+    else:
+        lead = (
+            "URLs that answered 404, 410 or 5xx, or whose host could not be resolved or "
+            "reached. This source has no link graph: each row names the page the crawler "
+            "first found the link on (the record's referrer), not every page that links "
+            "to it, and no link text."
+        )
+    body = _table(
+        "broken-links",
+        [
+            ("URL", False),
+            ("status", False),
+            ("linked from", False),
+            ("referrers", True),
+            ("error", False),
+        ],
+        rows,
+        shown_of=(len(report.broken.rows), report.broken.total),
+        empty="No broken links.",
+    )
+    return _section("broken", "Broken links", lead, body)
+
+
+def _redirects(report: Report) -> Markup:
+    rows: list[list[Cell]] = []
+    for r in report.redirects.rows:
+        chain = tag("ol", None, join(tag("li", None, _link(u, 110)) for u in r.chain))
+        flags = join(
+            tag("span", {"class": "flag " + f.replace(" ", "-").replace("→", "-")}, f)
+            for f in r.flags
+        )
+        rows.append(
+            [
+                (_link(r.url), None),
+                (str(len(r.chain) - 1), len(r.chain) - 1),
+                (flags, " ".join(r.flags)),
+                (chain, None),
+                (
+                    _status(r.status)
+                    if r.status is not None and not r.error
+                    else esc(r.error or ""),
+                    None,
+                ),
+            ]
+        )
+    tally = "; ".join(f"{flag}: {n:,}" for flag, n in report.redirect_flags.items())
+    lead = (
+        "Requests that were redirected, longest and most tangled first: chains of two hops "
+        "or more, loops, http→https upgrades, moves to another host and redirects out of "
+        f"the crawl's scope. {'Flags met: ' + tally + '.' if tally else ''}"
+    )
+    body = _table(
+        "redirect-chains",
+        [("first URL", False), ("hops", True), ("flags", False), ("chain", False), ("end", False)],
+        rows,
+        shown_of=(len(report.redirects.rows), report.redirects.total),
+        empty="No redirects.",
+    )
+    return _section("redirects", "Redirect chains", lead, body)
+
+
+def _pages(table_id: str, rows: Table[PageRow], *, by: str) -> Markup:
+    cells: list[list[Cell]] = []
+    for p in rows.rows:
+        cells.append(
+            [
+                (_link(p.url), None),
+                (fmt_seconds(p.fetch_time) if p.fetch_time else "—", p.fetch_time),
+                (fmt_bytes(p.size), p.size),
+                (_status(p.status), p.status if p.status is not None else 0),
+                (p.content_type or "", None),
+                (shorten(p.title or "", TITLE_CHARS), None),
+            ]
+        )
+    return _table(
+        table_id,
+        [
+            ("URL", False),
+            ("response time", True),
+            ("size", True),
+            ("status", True),
+            ("type", False),
+            ("title", False),
+        ],
+        cells,
+        shown_of=(len(rows.rows), rows.total),
+        empty="No pages." if by == "size" else "No timed responses.",
+    )
+
+
+def _titles(report: Report) -> Markup:
+    missing = _table(
+        "missing-titles",
+        [("URL", False), ("status", True)],
+        [[(_link(r.url), None), (r.detail, r.detail)] for r in report.missing_titles.rows],
+        shown_of=(len(report.missing_titles.rows), report.missing_titles.total),
+        empty="Every HTML page has a title.",
+    )
+    groups: list[list[Cell]] = []
+    for g in report.duplicate_titles.rows:
+        groups.append(
+            [
+                (shorten(g.title, TITLE_CHARS), None),
+                (f"{g.count:,}", g.count),
+                (_urls(g.urls, g.count), None),
+            ]
+        )
+    duplicate = _table(
+        "duplicate-titles",
+        [("title", False), ("pages", True), ("URLs", False)],
+        groups,
+        shown_of=(len(report.duplicate_titles.rows), report.duplicate_titles.total),
+        empty="No two HTML pages share a title.",
+    )
+    return join(
+        [
+            _section(
+                "missing-titles-section",
+                "Missing titles",
+                "HTML pages (2xx) with no <title> or an empty one.",
+                missing,
+            ),
+            _section(
+                "duplicate-titles-section",
+                "Duplicate titles",
+                "Titles shared by two or more HTML pages, most shared first (whitespace "
+                "collapsed; the first 10 URLs of each).",
+                duplicate,
+            ),
+        ]
+    )
+
+
+def _blocked(report: Report) -> Markup:
+    robots = _table(
+        "robots-blocked",
+        [("URL", False), ("linked from", False)],
+        [
+            [(_link(r.url), None), (_link(r.detail, 110) if r.detail else "—", None)]
+            for r in report.robots_blocked.rows
+        ],
+        shown_of=(len(report.robots_blocked.rows), report.robots_blocked.total),
+        empty="robots.txt kept nothing out.",
+    )
+    meta = report.meta_robots
+    if meta is None:
+        meta_body = tag(
+            "div",
+            {"class": "tablebox"},
+            tag(
+                "p",
+                {"class": "none"},
+                "Not recorded by this source: the generic spider writes no record for a page "
+                "that meta robots (noindex) keeps out, and this crawl's store kept no list of "
+                "them.",
+            ),
+        )
+    else:
+        meta_body = _table(
+            "meta-robots",
+            [("URL", False), ("directives", False)],
+            [[(_link(u), None), (d, None)] for u, d in meta.pages],
+            shown_of=(len(meta.pages), meta.total),
+            empty="Meta robots kept nothing out.",
+        )
+    return join(
+        [
+            _section(
+                "robots",
+                "Blocked by robots.txt",
+                "URLs the crawl did not fetch because robots.txt disallows them for this "
+                "crawler, with the page the link was first found on.",
+                robots,
+            ),
+            _section(
+                "meta-robots-section",
+                "Kept out by meta robots",
+                "Pages fetched but kept out of the results by <meta name=robots> or "
+                "X-Robots-Tag (noindex).",
+                meta_body,
+            ),
+        ]
+    )
+
+
+def _out_of_scope(report: Report) -> Markup:
+    oos = report.out_of_scope
+    dropped = report.info.stats.get("dropped")
+    total = _num(dropped.get("out_of_scope")) if isinstance(dropped, dict) else None
+    if oos is None:
+        text = "Not recorded per URL by this source."
+        if total is not None:
+            text += f" The crawl dropped {total:,} out-of-scope links in all (its statistics)."
+        body = tag("div", {"class": "tablebox"}, tag("p", {"class": "none"}, text))
+    else:
+        body = _table(
+            "out-of-scope",
+            [("URL", False), ("times met", True)],
+            [[(_link(u), None), (f"{n:,}", n)] for u, n in oos.top],
+            shown_of=(len(oos.top), oos.distinct),
+            empty="No out-of-scope links met.",
+        )
+    return _section(
+        "out-of-scope-section",
+        "Out-of-scope links most often met",
+        "Links the crawl found but did not follow because they lead outside its scope.",
+        body,
+    )
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(epoch))
+
+
+def _num(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _title_of(report: Report) -> str:
+    seeds = report.info.seeds
+    if seeds:
+        return f"Crawl report: {host_of(seeds[0]) or seeds[0]}" + (
+            f" and {len(seeds) - 1} more" if len(seeds) > 1 else ""
+        )
+    return "Crawl report"
+
+
+NAV = (
+    ("summary", "Summary"),
+    ("charts", "Charts"),
+    ("broken", "Broken links"),
+    ("redirects", "Redirects"),
+    ("slowest", "Slowest"),
+    ("largest", "Largest"),
+    ("missing-titles-section", "Missing titles"),
+    ("duplicate-titles-section", "Duplicate titles"),
+    ("robots", "robots.txt"),
+    ("meta-robots-section", "Meta robots"),
+    ("out-of-scope-section", "Out of scope"),
+)
+
+
+def render_html(report: Report, *, generated_at: float | None = None) -> str:
+    """The report as one HTML document (a str; write it as UTF-8)."""
+    title = _title_of(report)
+    when = _when(generated_at if generated_at is not None else time.time())
+    sub = f"Built by trio-crawler on {when} from {report.info.source}."
+    parts: list[Markup] = [
+        _summary(report),
+        _charts(report),
+        _broken(report),
+        _redirects(report),
+        _section(
+            "slowest",
+            "Slowest pages",
+            "Pages by response time (request sent to last byte read), slowest first.",
+            _pages("slowest-pages", report.slowest, by="time"),
+        ),
+        _section(
+            "largest",
+            "Largest pages",
+            "Pages by decoded body size, largest first.",
+            _pages("largest-pages", report.largest, by="size"),
+        ),
+        _titles(report),
+        _blocked(report),
+        _out_of_scope(report),
+    ]
+    nav = tag("nav", None, join(tag("a", {"href": f"#{i}"}, label) for i, label in NAV))
+    head = join(
+        [
+            void("meta", {"charset": "utf-8"}),
+            void("meta", {"http-equiv": "Content-Security-Policy", "content": CSP}),
+            void("meta", {"name": "referrer", "content": "no-referrer"}),
+            void("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}),
+            tag("title", None, title),
+            Markup(f"<style>{STYLE}</style>"),
+        ]
+    )
+    body = join(
+        [
+            tag("header", None, tag("h1", None, title), tag("p", None, sub), nav),
+            tag("main", None, join(parts)),
+            Markup(f"<script>{SCRIPT}</script>"),
+        ]
+    )
+    return f'<!doctype html>\n<html lang="en">\n<head>{head}</head>\n<body>{body}</body>\n</html>\n'
