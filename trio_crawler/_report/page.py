@@ -4,7 +4,7 @@ JavaScript (table sorting and filtering; the page reads the same without it).
 Nothing is fetched: no CDN, no font, no image. A Content-Security-Policy allows exactly the
 inline style and script of this file, by hash, and nothing else (no network, no other
 script), so even a string that escaped escaping could not run. Every value from the crawl goes
-through :func:`~._markup.esc` (see ``_markup.py``).
+through :func:`~.markup.esc` (see ``markup.py``).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 ``--state`` SQLite file, a Redis crawl (a seam, below), or the running crawl itself
 (:class:`ReportSink`, an exporter that aggregates records as the crawl writes them).
 
-Each source streams its records into the pure :class:`~._aggregate.Aggregator` and says in
-:attr:`~._model.CrawlInfo.notes` what it could not give.
+Each source streams its records into the pure :class:`~.aggregate.Aggregator` and says in
+:attr:`~.model.CrawlInfo.notes` what it could not give.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def _iter_state_items(path: str) -> Iterator[Record]:
 
 
 def sqlite_graph(path: str) -> CrawlGraph | None:
-    """SEAM (link graph): the :class:`~._model.CrawlGraph` of a state file, once the SQLite
+    """SEAM (link graph): the :class:`~.model.CrawlGraph` of a state file, once the SQLite
     store keeps its link graph (edges source -> target with anchor text, the first 20
     referrers per target and a count beyond), its out-of-scope link counts and the pages
     meta robots kept out. Until then: None, and the report falls back to each record's
@@ -197,7 +197,7 @@ def sqlite_graph(path: str) -> CrawlGraph | None:
 def redis_input(url: str, crawl_id: str | None, stats: Mapping[str, Any]) -> ReportInput:
     """SEAM (Redis): a crawl kept in Redis. Its records are the ``items`` stream, its
     identity and settings the ``meta`` hash, its figures the ``stats`` hash; the link graph
-    whatever the Redis store keeps of it (see :class:`~._model.CrawlGraph`). Not wired in
+    whatever the Redis store keeps of it (see :class:`~.model.CrawlGraph`). Not wired in
     yet: reading those keys belongs with the Redis store, which is being restructured."""
     if not crawl_id:
         raise ReportError("a Redis crawl needs --crawl-id NAME")
