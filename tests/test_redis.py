@@ -9,6 +9,7 @@ unless ``TRIO_CRAWLER_REQUIRE_REDIS=1`` (CI) makes that a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,13 +33,15 @@ from trio_crawler.testing import open_site_server as open_server
 
 
 # --------------------------------------------------------------------------- sites
-def tree_site(pages: int) -> Site:
-    """Page i links to 2i+1 and 2i+2 (and back to the root): ``pages`` pages in all."""
+def tree_site(pages: int, *, delay: float = 0.0) -> Site:
+    """Page i links to 2i+1 and 2i+2 (and back to the root): ``pages`` pages in all, each
+    answered ``delay`` seconds late."""
 
     def handler(request: RecordedRequest) -> Response:
         i = int(request.path.rsplit("/", 1)[1] or 0)
         links = [f"/p/{j}" for j in (2 * i + 1, 2 * i + 2) if j < pages] + ["/p/0"]
-        return html_page("".join(f'<a href="{href}">x</a>' for href in links))
+        page = html_page("".join(f'<a href="{href}">x</a>' for href in links))
+        return dataclasses.replace(page, delay=delay)
 
     site = Site({"/robots.txt": Response(status=404)})
     site.default = handler
@@ -137,8 +140,11 @@ async def test_three_workers_and_a_seeder_every_page_once_and_polite(
 async def test_a_worker_killed_with_sigkill_loses_nothing(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
+    # Every page takes 20 ms and the host allows 4 requests at once, cluster-wide: the 450
+    # pages left when the victim is killed need at least 450 / 4 * 0.02 = 2.25 s more, so
+    # the victim is certainly still working (and holding leases) when it is killed.
     pages = 600
-    async with open_server(tree_site(pages)) as server:
+    async with open_server(tree_site(pages, delay=0.02)) as server:
         flags = crawl_flags(
             redis_server, "kill", "--delay", "0", "--per-host-concurrency", "4", "--lease", "1.5"
         )
@@ -146,9 +152,10 @@ async def test_a_worker_killed_with_sigkill_loses_nothing(
         await wait_for_items(redis_server, "kill", 0, 20)
         victim = await start(cli("worker", *flags))
         other = await start(cli("worker", *flags))
-        await wait_for_items(redis_server, "kill", 150, 30, workers=3)
+        await wait_for_items(redis_server, "kill", 150, 60, workers=3)
+        assert victim.returncode is None, "the victim ended before it could be killed"
         victim.kill()  # SIGKILL: its leases expire and go back to the frontier
-        codes = await finish([seeder, other], 60)
+        codes = await finish([seeder, other], 90)
         await victim.wait()
         want = {server.url(f"/p/{i}") for i in range(pages)}
     assert victim.returncode == -signal.SIGKILL
