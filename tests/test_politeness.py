@@ -525,6 +525,16 @@ async def test_max_pages_counts_each_page_once_when_robots_takes_the_first_slot(
     assert stats.pages_ok == 3 and len(page_targets(server)) == 3
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3])
+async def test_max_pages_with_a_delay_fetches_that_many_pages(limit: int) -> None:
+    """Issue 16: --max-pages 1 fetched nothing when the host had a delay (robots.txt took the
+    page's turn, the page went back to the frontier, and the crawl had stopped claiming)."""
+    site = Site({"/": html_page(links(*(f"/p{i}" for i in range(20))))}, default=html_page("x"))
+    _, stats, server = await crawl_site(site, max_pages=limit, per_host_delay=0.05)
+    assert stats.stop_reason == "max_pages"
+    assert stats.pages_ok == limit and len(page_targets(server)) == limit
+
+
 async def test_max_duration_ends_cleanly_with_the_reason() -> None:
     site = Site(
         {"/": html_page(links(*(f"/p{i}" for i in range(50))))},

@@ -65,7 +65,7 @@ from .._urls import UrlRules
 from .admission import Admission
 from .exchange import Archive, Exchange
 from .gate import RobotsGate, Sitemaps, is_sitemap
-from .outcome import Again, Failed, Outcome
+from .outcome import Again, Done, Failed, Outcome
 from .pipeline import Pipeline
 from .politeness import Politeness
 from .processes import parent_concurrency, run_workers, share
@@ -149,7 +149,7 @@ class Crawler:
         self._counters = Counters()
         self._budget_base = 0
         self._stop_reason: str | None = None
-        self._pages_started: set[int] = set()
+        self._pages = _PageBudget(s.max_pages)
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._work_done = trio.Event()
@@ -382,16 +382,16 @@ class Crawler:
     async def _next_claim(self) -> Claim | None:
         store = self.store
         while not self._should_stop_claiming():
+            if self._pages.full():
+                # max_pages: the pages in flight may yet be the last ones (or go back)
+                with trio.CancelScope() as self._wait_scope:
+                    await self._pages.changed()
+                self._wait_scope = None
+                continue
             claims = await store.claim(trio.current_time(), 1)
             if claims:
-                claim = claims[0]
-                limit = self.settings.max_pages
-                if limit is not None and not claim.request.redirects:
-                    # a page counts once, however often it goes back (retry, robots.txt turn)
-                    self._pages_started.add(claim.fingerprint)
-                    if len(self._pages_started) >= limit:
-                        self.stop("max_pages")
-                return claim
+                self._pages.claimed()
+                return claims[0]
             with trio.CancelScope() as self._wait_scope:
                 await store.wait_changed(store.next_ready_time())
             self._wait_scope = None
@@ -415,10 +415,13 @@ class Crawler:
         ``complete()`` or ``retry()`` reaches the store."""
         assert self._pipeline is not None
         settle = _Settlement(self, claim)
+        final = True  # the page is done for good (not back in the frontier, not a hop)
         try:
             outcome = await self._pipeline.run(claim)
+            final = isinstance(outcome, Failed) or (isinstance(outcome, Done) and not outcome.hop)
             await self._apply(settle, outcome, items)
         except trio.Cancelled:
+            final = False
             settle.settled = True  # abandoned: a durable store hands it out again on resume
             raise
         except Exception as exc:  # an engine or spider bug must not leave the count raised
@@ -427,6 +430,8 @@ class Crawler:
             self._counters.pages_failed += 1
             self._spider_error(exc)
         finally:
+            if self._pages.settled(final=final):
+                self.stop("max_pages")
             if not settle.settled:
                 with trio.CancelScope(shield=True), trio.move_on_after(0.5):
                     await settle.complete()
@@ -485,6 +490,39 @@ def _only_cancelled(exc: BaseException) -> bool:
 
 def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+class _PageBudget:
+    """``max_pages``: pages done for good plus claims in flight never exceed the limit, so a
+    claim that goes back to the frontier (a retry, robots.txt's turn) is taken again rather
+    than replaced, and the crawl stops once the limit is done (a redirect hop is part of its
+    page)."""
+
+    __slots__ = ("_changed", "done", "in_flight", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.done = 0
+        self.in_flight = 0
+        self._changed = trio.Event()
+
+    def full(self) -> bool:
+        return self.limit is not None and self.done + self.in_flight >= self.limit
+
+    def claimed(self) -> None:
+        self.in_flight += 1
+
+    def settled(self, *, final: bool) -> bool:
+        """A claim was settled; True when that spent the budget."""
+        self.in_flight -= 1
+        if final:
+            self.done += 1
+        self._changed.set()
+        self._changed = trio.Event()
+        return self.limit is not None and self.done >= self.limit
+
+    async def changed(self) -> None:
+        await self._changed.wait()
 
 
 class _Settlement:
