@@ -29,6 +29,7 @@ PUBLIC = {
     "Settings",
     "SettingsError",
     "Spider",
+    "SpiderError",
     "SpiderNotFound",
     "StateMismatch",
     "StoreError",

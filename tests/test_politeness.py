@@ -17,6 +17,7 @@ import email.utils
 import gzip
 import inspect
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,7 +29,7 @@ import trio
 import trio.testing
 from timing import gaps, watch_lag
 
-from trio_crawler import CrawlStats, Settings, Spider, open_crawler
+from trio_crawler import CrawlStats, Page, Settings, Spider, open_crawler
 from trio_crawler._http import Resolver
 from trio_crawler.spiders.generic import GenericSpider, PageRecord
 from trio_crawler.testing import (
@@ -1269,3 +1270,44 @@ async def test_mixed_site_of_fifty_hosts() -> None:
     slow_done = finished(slow)
     assert slow_done >= (SLOW_PAGES + 1) * SLOW_LATENCY / 2
     assert ordinary < slow_done, (ordinary, slow_done)
+
+
+# =========================================================================== rate limits
+class RateLimitedSpider(GenericSpider):
+    """A spider whose ``rate_limit_delay`` asks for ``wait`` seconds on every 429."""
+
+    def __init__(self, *urls: str, wait: float) -> None:
+        super().__init__(start_urls=urls)
+        self.wait = wait
+
+    def rate_limit_delay(self, page: Page) -> float | None:
+        return self.wait if page.status == 429 else None
+
+
+async def test_a_persistent_rate_limit_waits_then_fails_loudly(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 16: a spider's rate-limited answers were retried without limit. Each waits the
+    whole time the spider asks for; after max_rate_limit_waits the page fails, at WARNING."""
+    web = VirtualWeb({"api.test/members": answer_status(429)})
+    spider = RateLimitedSpider("http://api.test/members", wait=30.0)
+    settings = virtual_settings(per_host_delay=0, max_rate_limit_waits=3)
+    with caplog.at_level(logging.WARNING, logger="trio_crawler"):
+        items, stats = await run(spider, settings, seconds=1000, transport=web.transport)
+    starts = web.starts("api.test", robots=False)
+    assert len(starts) == 4  # the first answer and three waits
+    assert min(gaps(starts)) >= 30.0
+    assert stats.failures == {"rate_limited": 1}
+    assert [r.error_kind for r in items] == ["rate_limited"]
+    assert any("still rate limited" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_rate_limit_longer_than_max_retry_after_is_not_waited(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    web = VirtualWeb({"api.test/members": answer_status(429)})
+    spider = RateLimitedSpider("http://api.test/members", wait=600.0)
+    settings = virtual_settings(per_host_delay=0, max_retry_after=60)
+    _, stats = await run(spider, settings, seconds=1000, transport=web.transport)
+    assert web.calls["api.test/members"] == 1
+    assert stats.failures == {"retry_after_too_long": 1}

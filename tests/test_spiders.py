@@ -787,14 +787,10 @@ def test_github_rate_limit_delay_reads_the_page(monkeypatch: pytest.MonkeyPatch)
     assert spider.rate_limit_delay(primary) == 31.0
 
 
-@pytest.mark.skipif(
-    "rate_limited" not in {f.name for f in dataclasses.fields(Request)},
-    reason="the engine does not count rate-limited answers on Request.rate_limited yet",
-)
 def test_github_rate_limit_delay_doubles_with_the_requests_count() -> None:
     spider = GithubSpider()
     for count, expected in ((0, 60.0), (1, 120.0), (4, 960.0)):
-        request = Request(url=LAST, **{"rate_limited": count})
+        request = Request(url=LAST, rate_limited=count)
         page = members_page(LAST, GITHUB_SECONDARY_LIMITED, *github_headers(), status=403)
         page.request = request
         assert spider.rate_limit_delay(page) == expected
@@ -1258,10 +1254,6 @@ async def test_virtual_github_ordinary_403_is_not_waited_on(
     assert f"{API}{PAGE_TWO}" in record.getMessage() and "HTTP 403" in record.getMessage()
 
 
-@pytest.mark.skipif(
-    "rate_limited" not in {f.name for f in dataclasses.fields(Request)},
-    reason="the engine does not count rate-limited answers on Request.rate_limited yet",
-)
 async def test_virtual_github_persistent_secondary_limit_backs_off_then_fails_loudly(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -28,6 +28,7 @@ from ._spider import Retry as Retry
 from ._spider import Spider as Spider
 from ._spider import register as register
 from ._stats import CrawlStats as CrawlStats
+from ._stats import SpiderError as SpiderError
 
 __all__ = [
     "CrawlStats",
@@ -45,6 +46,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "Spider",
+    "SpiderError",
     "SpiderNotFound",
     "StateMismatch",
     "StoreError",

@@ -39,6 +39,7 @@ class FailureKind(enum.StrEnum):
     HTTP_STATUS = "http_status"  # final 4xx/5xx answer (after retries)
     CONTENT_ENCODING = "content_encoding"  # unknown or corrupt Content-Encoding
     RETRY_AFTER_TOO_LONG = "retry_after_too_long"  # server asked to wait beyond the cap
+    RATE_LIMITED = "rate_limited"  # still rate limited after max_rate_limit_waits waits
     # policy
     ROBOTS = "robots"  # disallowed by robots.txt
     OUT_OF_SCOPE = "out_of_scope"  # a redirect left the crawl's scope

@@ -104,6 +104,9 @@ class Settings:
     retry_backoff_max: float = 60.0
     max_retry_after: float = 120.0
     """A Retry-After longer than this fails the URL (``retry_after_too_long``)."""
+    max_rate_limit_waits: int = 5
+    """A request the spider's ``rate_limit_delay`` sends back more often than this fails as
+    ``rate_limited`` (each wait is the spider's; GitHub's spider doubles them)."""
     connect_timeout: float = 10.0
     read_timeout: float = 20.0
     request_timeout: float = 60.0
@@ -209,6 +212,7 @@ class Settings:
             "max_query_variants",
             "max_path_depth",
             "items_buffer",
+            "max_rate_limit_waits",
         ):
             positive_int(name)
         for name in ("max_pages", "max_pages_per_host"):

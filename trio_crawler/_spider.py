@@ -53,7 +53,7 @@ class Request:
 
     ``url`` is fetched as given; dedupe uses its canonical form. ``meta`` must be
     JSON-serialisable (it is stored with the frontier). ``depth``, ``referrer``,
-    ``retries`` and ``redirects`` are filled in by the engine.
+    ``retries``, ``redirects`` and ``rate_limited`` are filled in by the engine.
     """
 
     url: str
@@ -65,6 +65,9 @@ class Request:
     referrer: str | None = None
     retries: int = 0
     redirects: tuple[str, ...] = ()
+    #: Rate-limited answers to this request so far (the spider's ``rate_limit_delay``): each
+    #: one waits, and after ``max_rate_limit_waits`` the request fails as ``rate_limited``.
+    rate_limited: int = 0
 
     @property
     def original_url(self) -> str:
@@ -314,6 +317,8 @@ class Failure:
     status: int | None = None
     url: str = ""  # the last URL tried (a redirect hop), else the request's URL
     elapsed: float = 0.0
+    #: What spider code raised (``kind`` is ``scrape_error``), else None.
+    exception: BaseException | None = None
 
 
 class Spider:

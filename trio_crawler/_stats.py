@@ -20,6 +20,36 @@ STOP_REASONS = (
 )
 
 
+#: Spider exceptions kept for the statistics (the first ones; the rest are counted only).
+MAX_ERRORS = 100
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpiderError:
+    """An exception raised by spider code: where (``scrape``, ``failed``, ``process``, or
+    ``engine`` for a bug of ours), on which URL (``""`` for ``process``: an item has none)."""
+
+    url: str
+    where: str
+    exception: BaseException
+
+    def describe(self) -> str:
+        return f"{type(self.exception).__name__}: {self.exception}"
+
+
+class ErrorLog:
+    """The first :data:`MAX_ERRORS` spider exceptions of a crawl (the stages record them)."""
+
+    __slots__ = ("errors",)
+
+    def __init__(self) -> None:
+        self.errors: list[SpiderError] = []
+
+    def record(self, url: str, where: str, exception: BaseException) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(SpiderError(url, where, exception))
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CrawlStats:
     """A snapshot of one crawl's figures (``crawler.statistics()``; ``--stats-json``)."""
@@ -47,6 +77,9 @@ class CrawlStats:
     sitemap_urls: int
     spider_errors: int
     process_errors: int
+    #: The first exceptions spider code raised, with their URLs (``spider_errors`` and
+    #: ``process_errors`` count them all).
+    errors: tuple[SpiderError, ...] = ()
 
     @property
     def pages_per_second(self) -> float:
@@ -56,6 +89,8 @@ class CrawlStats:
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "errors":
+                value = [{"url": e.url, "where": e.where, "error": e.describe()} for e in value]
             out[field.name] = dict(value) if isinstance(value, Mapping) else value
         out["pages_per_second"] = round(self.pages_per_second, 2)
         return out
@@ -102,6 +137,7 @@ class Counters:
         queued: int,
         in_flight: int,
         active_hosts: int,
+        errors: tuple[SpiderError, ...] = (),
     ) -> CrawlStats:
         return CrawlStats(
             stop_reason=stop_reason,
@@ -127,4 +163,5 @@ class Counters:
             sitemap_urls=self.sitemap_urls,
             spider_errors=self.spider_errors,
             process_errors=self.process_errors,
+            errors=errors,
         )

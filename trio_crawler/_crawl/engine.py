@@ -59,7 +59,7 @@ from .._export import Exporter, open_exporter
 from .._http import AddressGuard, Fetcher, Resolver, allow_seed_hosts
 from .._settings import Settings
 from .._spider import Request, Spider
-from .._stats import Counters, CrawlStats
+from .._stats import Counters, CrawlStats, ErrorLog
 from .._store import Claim, CrawlStore, open_store
 from .._urls import UrlRules
 from .admission import Admission
@@ -147,6 +147,7 @@ class Crawler:
         self._resolver = resolver or Resolver()
         self._transport = transport
         self._counters = Counters()
+        self._errors = ErrorLog()
         self._budget_base = 0
         self._stop_reason: str | None = None
         self._pages = _PageBudget(s.max_pages)
@@ -225,6 +226,7 @@ class Crawler:
             queued=self.store.queued(),
             in_flight=self.store.in_flight(),
             active_hosts=self.store.active_hosts(),
+            errors=tuple(self._errors.errors),
         )
 
     def _final_reason(self) -> str:
@@ -298,7 +300,7 @@ class Crawler:
             sitemaps=sitemaps,
             politeness=politeness,
             redirects=Redirects(s, self.rules, counters, self.store, politeness),
-            scraper=Scraper(s, spider, counters, admission, politeness),
+            scraper=Scraper(s, spider, counters, admission, politeness, self._errors),
         )
 
     async def _start_tasks(self, nursery: trio.Nursery) -> None:
@@ -428,7 +430,7 @@ class Crawler:
             log.exception("internal error on %s", claim.request.url)
             self._counters.failures[FailureKind.OTHER] += 1
             self._counters.pages_failed += 1
-            self._spider_error(exc)
+            self._spider_error(exc, claim.request.url, "engine")
         finally:
             if self._pages.settled(final=final):
                 self.stop("max_pages")
@@ -447,10 +449,11 @@ class Crawler:
             await self._processor.hand_on(produced, items)
             await settle.complete((), produced)
         else:
+            produced = list(outcome.items)
             if outcome.error is not None:
-                self._spider_error(outcome.error)
-            await self._processor.hand_on(list(outcome.items), items)
-            queued = await settle.complete(outcome.new, outcome.items)
+                produced += await self._scrape_failed(settle.claim, outcome.error)
+            await self._processor.hand_on(produced, items)
+            queued = await settle.complete(outcome.new, produced)
             if outcome.hop and queued == 0:
                 self._counters.dropped["redirect_to_seen"] += 1
 
@@ -469,8 +472,19 @@ class Crawler:
         assert self._pipeline is not None
         return list(await self._pipeline.failed(claim, failed))
 
-    def _spider_error(self, exc: BaseException) -> None:
-        """Spider code raised: with ``fail_fast`` the crawl stops."""
+    async def _scrape_failed(self, claim: Claim, exc: BaseException) -> list[Any]:
+        """``scrape`` raised (the page was counted as failed): ``fail_fast`` stops the crawl;
+        ``Spider.failed`` sees the failure with the exception; the items it yields."""
+        if self.settings.fail_fast:
+            self.stop("fail_fast")
+        assert self._pipeline is not None
+        failed = Failed(FailureKind.SCRAPE_ERROR, f"{type(exc).__name__}: {exc}")
+        return list(await self._pipeline.failed(claim, failed, exc))
+
+    def _spider_error(self, exc: BaseException, url: str, where: str) -> None:
+        """Code raised outside a page's pipeline (``process``, or a bug of ours): recorded;
+        with ``fail_fast`` the crawl stops."""
+        self._errors.record(url, where, exc)
         if self.settings.fail_fast:
             self.stop("fail_fast")
 

@@ -84,9 +84,11 @@ class Pipeline:
             return decision
         return await self._scraper.scrape(page)
 
-    async def failed(self, claim: Claim, failed: Failed) -> list[object]:
+    async def failed(
+        self, claim: Claim, failed: Failed, exception: BaseException | None = None
+    ) -> list[object]:
         """The items ``Spider.failed`` yields for a request that ended as ``failed``."""
-        return await self._scraper.failed(claim.request, failed)
+        return await self._scraper.failed(claim.request, failed, exception)
 
     async def _paced(self, claim: Claim, page: Page) -> Outcome | None:
         """The host's pace after an answer: the adaptive throttle, the spider's rate limit."""

@@ -9,7 +9,10 @@ machine). For each key:
   (``adaptive_throttle``: the delay follows the host's latency and backs off on 429/503);
 * its **pauses**: a robots.txt fetch holds the host for its Crawl-delay; a 429/503 or a
   ``Retry-After`` (the retry policy's ``host_delay``) and a spider's ``rate_limit_delay``
-  push its next start back;
+  push its next start back. A page the spider's rate limit sends back waits the whole time
+  asked (``Request.rate_limited`` counts the waits), at most ``max_rate_limit_waits`` times
+  and never longer than ``max_retry_after``; then it fails as ``rate_limited`` or
+  ``retry_after_too_long``;
 * its **concurrency**: ``per_host_concurrency``.
 
 The store keeps the state (so a host's pace holds across the processes and workers of one
@@ -24,13 +27,13 @@ import logging
 
 import trio
 
-from .._exceptions import FetchError
+from .._exceptions import FailureKind, FetchError
 from .._http import Resolver
 from .._retry import AdaptiveDelay
 from .._settings import Settings
 from .._spider import Page
 from .._store import Claim, CrawlStore, NewRequest
-from .outcome import Again, Outcome
+from .outcome import Again, Failed, Outcome
 
 log = logging.getLogger("trio_crawler.politeness")
 
@@ -91,16 +94,28 @@ class Politeness:
         await self._store.pause_host(key, trio.current_time() + seconds)
 
     async def rate_limited(self, claim: Claim, page: Page, pause: float | None) -> Outcome | None:
-        """The spider's ``rate_limit_delay`` said to wait ``pause`` seconds: the host waits;
-        a page that is not a 2xx is asked for again after the wait."""
+        """The spider's ``rate_limit_delay`` said to wait ``pause`` seconds: the host waits
+        (at most ``max_retry_after``). A page that is not a 2xx is asked for again after the
+        whole wait, at most ``max_rate_limit_waits`` times; a wait longer than
+        ``max_retry_after`` is not waited (asking again early can get a client banned)."""
         if pause is None or pause <= 0:
             return None
-        wait = min(pause, self._settings.max_retry_after)
-        await self._store.pause_host(claim.host, trio.current_time() + wait)
+        s = self._settings
+        await self._store.pause_host(
+            claim.host, trio.current_time() + min(pause, s.max_retry_after)
+        )
         if 200 <= page.status < 300:
             return None
-        log.info("rate limited on %s: waiting %.1fs", page.url, wait)
-        return Again(claim.request, wait)
+        request, status = claim.request, page.status
+        if pause > s.max_retry_after:
+            message = f"rate limited: asked to wait {pause:.0f}s, over max_retry_after"
+            return Failed(FailureKind.RETRY_AFTER_TOO_LONG, message, status)
+        if request.rate_limited >= s.max_rate_limit_waits:
+            message = f"still rate limited after {request.rate_limited} waits (HTTP {status})"
+            return Failed(FailureKind.RATE_LIMITED, message, status)
+        log.info("rate limited on %s: waiting %.1fs", page.url, pause)
+        waited = dataclasses.replace(request, rate_limited=request.rate_limited + 1)
+        return Again(waited, pause)
 
     async def keyed(self, new: list[NewRequest]) -> list[NewRequest]:
         """Give each new request its politeness key: its origin, or its IP with

@@ -29,8 +29,8 @@ _BATCH = 256
 class Processor:
     """``Spider.process`` and ``crawler.items()`` for one crawl; see the module docstring.
 
-    ``on_error(exc)`` is called when ``process`` raises (with ``fail_fast``, the engine
-    stops the crawl).
+    ``on_error(exc, url, where)`` is called when ``process`` raises (the engine records it;
+    with ``fail_fast`` it stops the crawl).
     """
 
     def __init__(
@@ -39,7 +39,7 @@ class Processor:
         spider: Spider,
         counters: Counters,
         *,
-        on_error: Callable[[BaseException], None],
+        on_error: Callable[[BaseException, str, str], None],
     ) -> None:
         self._settings = settings
         self._spider = spider
@@ -114,7 +114,7 @@ class Processor:
             self._counters.process_errors += 1
             self._counters.failures[FailureKind.PROCESS_ERROR] += 1
             log.error("process failed: %s: %s", type(exc).__name__, exc)
-            self._on_error(exc)
+            self._on_error(exc, "", "process")
         finally:
             self._limiter.release_on_behalf_of(token)
 

@@ -63,7 +63,7 @@ class Redirects:
             )
             return Failed(kind, f"redirect to {target} refused: {reason}", result.status)
         self._counters.redirects += 1
-        hop = dataclasses.replace(request, url=target, redirects=chain, retries=0)
+        hop = dataclasses.replace(request, url=target, redirects=chain, retries=0, rate_limited=0)
         if request.headers and self._rules.origin(target) != self._rules.origin(request.url):
             hop = dataclasses.replace(hop, headers=strip_sensitive(request.headers))
         new = NewRequest(hop, self._rules.fingerprint(target), self._rules.origin(target))

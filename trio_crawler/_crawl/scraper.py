@@ -19,7 +19,7 @@ from .._http import FetchResult
 from .._robots import user_agent_token
 from .._settings import Settings
 from .._spider import Failure, Follow, Page, Request, Spider, iterate_result
-from .._stats import Counters
+from .._stats import Counters, ErrorLog
 from .admission import Admission
 from .outcome import Done, Failed
 from .politeness import Politeness
@@ -40,7 +40,9 @@ class Scraper:
         counters: Counters,
         admission: Admission,
         politeness: Politeness,
+        errors: ErrorLog,
     ) -> None:
+        self._errors = errors
         self._settings = settings
         self._spider = spider
         self._counters = counters
@@ -71,13 +73,15 @@ class Scraper:
         )
 
     async def scrape(self, page: Page) -> Done:
-        """A good (2xx) page: counted, scraped if the spider accepts its kind."""
+        """A good (2xx) page, scraped if the spider accepts its kind. It counts as a page,
+        or as failed (``scrape_error``) when ``scrape`` raised: its items and links found
+        before the exception are kept, and the exception goes with the outcome."""
         c = self._counters
-        c.pages_ok += 1
         c.bytes += len(page.body)
         if page.truncated:
             c.truncated += 1
         if not self._accepts(page):
+            c.pages_ok += 1
             return Done()
         duplicate = self._settings.dedupe_content and self._seen_content(page)
         found: list[Request] = []
@@ -96,7 +100,11 @@ class Scraper:
             error = exc
             c.spider_errors += 1
             c.failures[FailureKind.SCRAPE_ERROR] += 1
+            c.pages_failed += 1
+            self._errors.record(page.url, "scrape", exc)
             log.error("scrape failed on %s: %s: %s", page.url, type(exc).__name__, exc)
+        else:
+            c.pages_ok += 1
         page._release()  # the parse tree need not wait for the store with this task
         self._count_extraction(page)
         if duplicate and (found or follows):
@@ -107,8 +115,11 @@ class Scraper:
             children += self._admission.follow_all(page, follow)
         return Done(await self._politeness.keyed(children), produced, error=error)
 
-    async def failed(self, request: Request, failed: Failed) -> list[Any]:
-        """``Spider.failed`` for a request that ended without a page: the items it yields."""
+    async def failed(
+        self, request: Request, failed: Failed, exception: BaseException | None = None
+    ) -> list[Any]:
+        """``Spider.failed`` for a request that ended without a page (or whose ``scrape``
+        raised ``exception``): the items it yields."""
         if not self._has_failed:
             return []
         failure = Failure(
@@ -117,6 +128,7 @@ class Scraper:
             message=failed.message,
             status=failed.status,
             url=request.url,
+            exception=exception,
         )
         produced: list[Any] = []
         try:
@@ -125,6 +137,7 @@ class Scraper:
                     produced.append(value)
         except Exception as exc:
             self._counters.spider_errors += 1
+            self._errors.record(request.url, "failed", exc)
             log.error("failed() raised on %s: %s: %s", request.url, type(exc).__name__, exc)
         return produced
 

@@ -46,6 +46,8 @@ def encode_request(request: Request) -> str:
         data["retries"] = request.retries
     if request.redirects:
         data["redirects"] = list(request.redirects)
+    if request.rate_limited:
+        data["rate_limited"] = request.rate_limited
     try:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:

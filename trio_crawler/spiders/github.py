@@ -173,7 +173,7 @@ class GithubSpider(Spider):
             page.status,
             page.headers,
             _message(page),
-            attempt=_rate_limited_before(page.request),
+            attempt=page.request.rate_limited,
             now=time.time(),
         )
 
@@ -315,13 +315,6 @@ def _message(page: Page) -> str | None:
         return None
     message = body.get("message") if isinstance(body, dict) else None
     return message if isinstance(message, str) else None
-
-
-def _rate_limited_before(request: Request) -> int:
-    """How many answers to ``request`` were rate limited before this one: the engine's count,
-    ``Request.rate_limited`` (0 where the engine does not keep it)."""
-    count = getattr(request, "rate_limited", 0)
-    return count if isinstance(count, int) else 0
 
 
 def _server_time(date: str | None, now: float) -> float:
