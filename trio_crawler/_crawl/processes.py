@@ -1,7 +1,7 @@
 """Several fetch processes sharing one crawl (``processes=N``, ``--processes N``).
 
 The crawl's own process keeps the store and serves it to ``N - 1`` worker processes over a
-Unix socket (:class:`~trio_crawler._store.remote.SharedStore`: the frontier, politeness,
+Unix socket (:class:`~trio_crawler._store.shared.SharedStore`: the frontier, politeness,
 dedupe, the outstanding count and the outputs stay in one place). Each worker is a whole
 engine of its own whose store is the shared one (:mod:`trio_crawler._worker`), started here
 as ``python -m trio_crawler _worker --connect PATH`` once the store listens, in a new
@@ -25,7 +25,8 @@ from .._exceptions import SettingsError
 from .._settings import Settings
 from .._spider import Request, Spider
 from .._store import CrawlStore, MemoryStore, SqliteStore
-from .._store.remote import MAX_PROCESSES, WORKER_KILL_SECONDS, SharedStore
+from .._store.remote import MAX_PROCESSES, WORKER_KILL_SECONDS
+from .._store.shared import SharedStore
 
 __all__ = ["MAX_PROCESSES", "PARENT_SHARE", "parent_concurrency", "run_workers", "share"]
 
