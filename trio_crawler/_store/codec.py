@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import StoreError
+from .._exceptions import StateMismatch, StoreError
 from .._spider import Request
 
 if TYPE_CHECKING:
@@ -66,6 +66,20 @@ def decode_request(text: str) -> Request:
 def describe(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def check_same_crawl(
+    stored: Mapping[str, Any], new: Mapping[str, Any], *, holder: str, instead: str
+) -> None:
+    """A stored crawl resumes (or is joined) only with the same identity: raise
+    :class:`~trio_crawler.StateMismatch` naming the first field that differs.
+    ``holder`` says what holds the crawl; ``instead`` what to use for another crawl."""
+    for key, value in new.items():
+        if key in stored and jsonable(stored[key]) != jsonable(value):
+            raise StateMismatch(
+                f"{holder} holds a crawl with other {key} ({describe(stored[key])}, now "
+                f"{describe(value)}); use the same {key}, or {instead}"
+            )
 
 
 def jsonable(value: Any) -> Any:

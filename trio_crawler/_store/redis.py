@@ -43,14 +43,12 @@ that exists with other settings: :class:`~trio_crawler.StoreError` with a one-li
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import itertools
 import json
 import logging
 import math
 import os
-import random
 import secrets
 import socket
 import time
@@ -61,27 +59,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from .._exceptions import SettingsError, StateMismatch, StoreError
+from .._exceptions import SettingsError, StoreError
 from .._records import encode_json, to_record
 from .._spider import Request
-from . import lua
 from .base import Claim, CrawlStore, NewRequest
-from .codec import decode_request, describe, encode_request, jsonable, signed
+from .codec import check_same_crawl, encode_request, jsonable, signed
 from .redis_conn import (
     FORMAT_VERSION,
     SHARED_SETTINGS,
+    Op,
+    Scripts,
     as_list,
     as_text,
+    call_retrying,
     check_crawl_id,
+    claim_of,
     flatten,
     from_json,
     key_prefix,
-    leaf_errors,
+    link_args,
     only_redis,
     parse_url,
-    redact,
+    ping,
     redis_client,
-    transient,
     translate,
 )
 
@@ -96,52 +96,6 @@ __all__ = ["RedisStore"]
 _T = TypeVar("_T")
 
 log = logging.getLogger("trio_crawler.store.redis")
-
-
-def _link(item: NewRequest) -> list[Any]:
-    request = item.request
-    fp = item.fingerprint
-    return [
-        str(signed(fp)),
-        fp & 0xFFFFFFFF,
-        item.host,
-        int(request.priority),
-        f"{fp:016x} {encode_request(request)}",
-        1 if request.dont_filter else 0,
-    ]
-
-
-def _claim_of(host: str, entry: str) -> Claim:
-    fp_hex, _, text = entry.partition(" ")
-    return Claim(decode_request(text), int(fp_hex, 16), host)
-
-
-@dataclasses.dataclass(eq=False, slots=True)
-class _Op:
-    """One change waiting for the committer. ``result``: new requests queued, -1 stale."""
-
-    payload: dict[str, Any]
-    claim: Claim | None = None
-    items: Sequence[Any] = ()
-    waited: bool = False
-    done: trio.Event = dataclasses.field(default_factory=trio.Event)
-    result: int = 0
-
-
-class _Scripts:
-    def __init__(self, client: coredis.Redis[bytes]) -> None:
-        def script(body: str) -> Any:
-            return client.register_script(lua.PRELUDE + body)
-
-        self.sync = script(lua.SYNC)
-        self.add = script(lua.ADD)
-        self.mark_seen = script(lua.MARK_SEEN)
-        self.peek = script(lua.PEEK)
-        self.renew = script(lua.RENEW)
-        self.release = script(lua.RELEASE)
-        self.open = script(lua.OPEN)
-        self.save_robots = script(lua.SAVE_ROBOTS)
-        self.add_scope = script(lua.ADD_SCOPE)
 
 
 class RedisStore(CrawlStore):
@@ -197,7 +151,7 @@ class RedisStore(CrawlStore):
         self._started_wall = time.time()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._client_obj: coredis.Redis[bytes] | None = None
-        self._scripts: _Scripts | None = None
+        self._scripts: Scripts | None = None
         self._counters: Counters | None = None
         self._sent: dict[str, int] = {}
         self._token_seq = itertools.count(1)
@@ -218,8 +172,8 @@ class RedisStore(CrawlStore):
         self._tokens: dict[Claim, str] = {}
         self._in_hand = 0
         # committing
-        self._ops: list[_Op] = []
-        self._unacked: tuple[str, list[_Op], dict[str, int], str] | None = None
+        self._ops: list[Op] = []
+        self._unacked: tuple[str, list[Op], dict[str, int], str] | None = None
         self._kick = trio.Event()
         self._changed = trio.Event()
         self._listen = trio.Event()
@@ -262,47 +216,16 @@ class RedisStore(CrawlStore):
         return self._client_obj
 
     @property
-    def _s(self) -> _Scripts:
+    def _s(self) -> Scripts:
         assert self._scripts is not None
         return self._scripts
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[_T]]) -> _T:
         """Run one Redis call, retrying connection errors with backoff (Redis restarting)."""
-        delay = 0.05
-        started = trio.current_time()
-        warned = False
-        while True:
-            try:
-                result = await fn()
-            except Exception as exc:  # ExceptionGroup too: the client's nursery wraps errors
-                if not transient(exc):
-                    log.debug("Redis call %s failed", what, exc_info=exc)
-                    error = translate(self.url, exc)
-                    if error is None:
-                        raise
-                    raise error from None
-                waited = trio.current_time() - started
-                if waited > self._retry_for:
-                    raise StoreError(
-                        f"Redis at {redact(self.url)} unreachable for {waited:.0f}s "
-                        f"({leaf_errors(exc)[0]})"
-                    ) from None
-                if not warned:
-                    log.warning(
-                        "Redis at %s: %s during %s; retrying",
-                        redact(self.url),
-                        leaf_errors(exc)[0],
-                        what,
-                    )
-                    warned = True
-            else:
-                self.round_trips += 1
-                self.calls[what] += 1
-                if warned:
-                    log.warning("Redis at %s is back", redact(self.url))
-                return result
-            await trio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 2.0)
+        result = await call_retrying(self.url, what, fn, retry_for=self._retry_for)
+        self.round_trips += 1
+        self.calls[what] += 1
+        return result
 
     def _absorb(self, reply: Mapping[str, Any]) -> None:
         """Take the cluster's figures from a reply (unless a newer one came first)."""
@@ -340,7 +263,7 @@ class RedisStore(CrawlStore):
         try:
             async with redis_client(self.url) as client:
                 self._client_obj = client
-                self._scripts = _Scripts(client)
+                self._scripts = Scripts(client)
                 resumed = await self._open_crawl(meta)
                 self._open = True
                 try:
@@ -367,18 +290,7 @@ class RedisStore(CrawlStore):
             raise
 
     async def _open_crawl(self, meta: Mapping[str, Any]) -> bool:
-        from coredis.exceptions import RedisError
-
-        try:
-            with trio.fail_after(10):
-                await self._client.ping()
-        except trio.TooSlowError:
-            raise StoreError(f"cannot reach Redis at {redact(self.url)} (timed out)") from None
-        except (RedisError, OSError, BaseExceptionGroup) as exc:
-            error = translate(self.url, exc)
-            if error is None:
-                raise
-            raise error from None
+        await ping(self._client, self.url)
         crawl = json.dumps(jsonable(dict(meta)), sort_keys=True)
         cfg = self._cfg
         reply = from_json(
@@ -412,13 +324,12 @@ class RedisStore(CrawlStore):
                     f"{version}, this one reads {FORMAT_VERSION})"
                 )
             stored = json.loads(reply.get("crawl") or "{}")
-            for key, value in meta.items():
-                if key in stored and stored[key] != jsonable(value):
-                    raise StateMismatch(
-                        f"crawl {self.crawl_id!r} in Redis has other {key} "
-                        f"({describe(stored[key])}, now {describe(jsonable(value))}); use "
-                        f"the same {key} to join it, or another --crawl-id"
-                    )
+            check_same_crawl(
+                stored,
+                meta,
+                holder=f"Redis crawl {self.crawl_id!r}",
+                instead="another --crawl-id",
+            )
             stored_cfg = reply.get("cfg") or []
             if isinstance(stored_cfg, list) and len(stored_cfg) >= 5:
                 lease = stored_cfg[4]
@@ -543,7 +454,7 @@ class RedisStore(CrawlStore):
             self._sent = snapshot
             self._absorb(reply)
             for token, host, entry in as_list(reply.get("claims")):
-                claim = _claim_of(as_text(host), as_text(entry))
+                claim = claim_of(as_text(host), as_text(entry))
                 self._tokens[claim] = as_text(token)
                 self._buffer.append(claim)
             results = as_list(reply.get("r"))
@@ -569,7 +480,7 @@ class RedisStore(CrawlStore):
                 self._room.set()
             self._notify()
 
-    async def _submit(self, op: _Op) -> None:
+    async def _submit(self, op: Op) -> None:
         self._check()
         while len(self._ops) >= self._max_pending and self._failed is None:
             self._room = trio.Event()
@@ -644,7 +555,7 @@ class RedisStore(CrawlStore):
             return 0
         total = 0
         for i in range(0, len(requests), 1000):
-            args = [self.worker_id, json.dumps([_link(r) for r in requests[i : i + 1000]])]
+            args = [self.worker_id, json.dumps([link_args(r) for r in requests[i : i + 1000]])]
             reply = from_json(
                 await self._call("add", functools.partial(self._s.add, self._keys, args))
             )
@@ -708,13 +619,13 @@ class RedisStore(CrawlStore):
         if token is None:
             return 0
         waited = any(r.request.redirects for r in new)
-        op = _Op(
+        op = Op(
             {
                 "k": "c",
                 "t": token,
                 "f": f"{claim.fingerprint:016x}",
                 "i": [encode_json(to_record(item)) for item in items],
-                "n": [_link(r) for r in new],
+                "n": [link_args(r) for r in new],
             },
             claim=claim,
             items=items,
@@ -736,14 +647,14 @@ class RedisStore(CrawlStore):
         entry = f"{claim.fingerprint:016x} {encode_request(request)}"
         wait = max(0.0, not_before - trio.current_time())
         fp = f"{claim.fingerprint:016x}"
-        await self._submit(_Op({"k": "r", "t": token, "f": fp, "e": entry, "w": wait}, claim=claim))
+        await self._submit(Op({"k": "r", "t": token, "f": fp, "e": entry, "w": wait}, claim=claim))
 
     async def pause_host(self, host: str, until: float) -> None:
         wait = max(0.0, until - trio.current_time())
-        await self._submit(_Op({"k": "p", "h": host, "w": wait}))
+        await self._submit(Op({"k": "p", "h": host, "w": wait}))
 
     async def set_host_delay(self, host: str, delay: float) -> None:
-        await self._submit(_Op({"k": "d", "h": host, "d": delay}))
+        await self._submit(Op({"k": "d", "h": host, "d": delay}))
 
     def budget_refusals(self) -> int:
         return self._over_budget

@@ -1,24 +1,34 @@
-"""Reaching a crawl kept in Redis: URLs, the client, error messages, and the readers
-(``status``, ``export``, a worker's view of the crawl) that do not need a running store."""
+"""Reaching a crawl kept in Redis: URLs, the client, calls retried while Redis restarts, error
+messages, the scripts and what they take, and the readers (``status``, ``export``, a
+worker's view of the crawl) that do not need a running store."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import trio
 
 from .._exceptions import SettingsError, StoreError
+from . import lua
+from .base import Claim, NewRequest
+from .codec import decode_request, encode_request, signed
 
 if TYPE_CHECKING:
     import coredis
 
     from .._stats import Counters
+
+log = logging.getLogger("trio_crawler.store.redis")
+
+_T = TypeVar("_T")
 
 #: Version of the key layout. A crawl of a newer version is refused, not misread.
 FORMAT_VERSION = 1
@@ -185,6 +195,22 @@ def only_redis(group: BaseExceptionGroup) -> bool:
 
 
 # --------------------------------------------------------------------------- reading a crawl
+async def ping(client: coredis.Redis[bytes], url: str) -> None:
+    """Check that Redis answers (within 10 s); a one-line :class:`StoreError` when not."""
+    from coredis.exceptions import RedisError
+
+    try:
+        with trio.fail_after(10):
+            await client.ping()
+    except trio.TooSlowError:
+        raise StoreError(f"cannot reach Redis at {redact(url)} (timed out)") from None
+    except (RedisError, OSError, BaseExceptionGroup) as exc:
+        error = translate(url, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
 @asynccontextmanager
 async def connected(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
     parse_url(url)
@@ -268,3 +294,90 @@ async def export_items(url: str, crawl_id: str, target: str, *, format: str | No
                 count += len(records)
                 start = "(" + as_text(entries[-1].identifier)
     return count
+
+
+# --------------------------------------------------------------------------- calls and encoding
+def link_args(item: NewRequest) -> list[Any]:
+    """A new request as the Lua scripts take it (``add_links``)."""
+    request = item.request
+    fp = item.fingerprint
+    return [
+        str(signed(fp)),
+        fp & 0xFFFFFFFF,
+        item.host,
+        int(request.priority),
+        f"{fp:016x} {encode_request(request)}",
+        1 if request.dont_filter else 0,
+    ]
+
+
+def claim_of(host: str, entry: str) -> Claim:
+    """A claim from a frontier entry ``"<fp hex> <request JSON>"``."""
+    fp_hex, _, text = entry.partition(" ")
+    return Claim(decode_request(text), int(fp_hex, 16), host)
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class Op:
+    """One change waiting for the committer. ``result``: new requests queued, -1 stale."""
+
+    payload: dict[str, Any]
+    claim: Claim | None = None
+    items: Sequence[Any] = ()
+    waited: bool = False
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    result: int = 0
+
+
+class Scripts:
+    """The crawl's Lua scripts (:mod:`.lua`), registered on one client."""
+
+    def __init__(self, client: coredis.Redis[bytes]) -> None:
+        def script(body: str) -> Any:
+            return client.register_script(lua.PRELUDE + body)
+
+        self.sync = script(lua.SYNC)
+        self.add = script(lua.ADD)
+        self.mark_seen = script(lua.MARK_SEEN)
+        self.peek = script(lua.PEEK)
+        self.renew = script(lua.RENEW)
+        self.release = script(lua.RELEASE)
+        self.open = script(lua.OPEN)
+        self.save_robots = script(lua.SAVE_ROBOTS)
+        self.add_scope = script(lua.ADD_SCOPE)
+
+
+async def call_retrying(
+    url: str, what: str, fn: Callable[[], Awaitable[_T]], *, retry_for: float
+) -> _T:
+    """Run one Redis call, retrying connection errors with backoff (Redis restarting) for up
+    to ``retry_for`` seconds; any other error is a one-line :class:`StoreError`."""
+    delay = 0.05
+    started = trio.current_time()
+    warned = False
+    while True:
+        try:
+            result = await fn()
+        except Exception as exc:  # ExceptionGroup too: the client's nursery wraps errors
+            if not transient(exc):
+                log.debug("Redis call %s failed", what, exc_info=exc)
+                error = translate(url, exc)
+                if error is None:
+                    raise
+                raise error from None
+            waited = trio.current_time() - started
+            if waited > retry_for:
+                raise StoreError(
+                    f"Redis at {redact(url)} unreachable for {waited:.0f}s ({leaf_errors(exc)[0]})"
+                ) from None
+            if not warned:
+                log.warning(
+                    "Redis at %s: %s during %s; retrying", redact(url), leaf_errors(exc)[0], what
+                )
+                warned = True
+        else:
+            if warned:
+                log.warning("Redis at %s is back", redact(url))
+            return result
+        await trio.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 2.0)

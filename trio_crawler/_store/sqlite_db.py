@@ -19,11 +19,18 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .._exceptions import SettingsError, StateMismatch, StoreError
+from .._exceptions import SettingsError, StoreError
 from .._records import encode_json, item_type_name, to_record
 from .._spider import Request
 from .base import Claim
-from .codec import decode_request, describe, encode_request, jsonable, signed, unsigned
+from .codec import (
+    check_same_crawl,
+    decode_request,
+    encode_request,
+    jsonable,
+    signed,
+    unsigned,
+)
 
 FORMAT_VERSION = 1
 
@@ -236,15 +243,6 @@ def _read_meta(conn: sqlite3.Connection, path: str) -> dict[str, str]:
     return meta
 
 
-def _compare_meta(path: str, stored: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    for key, value in new.items():
-        if key in stored and jsonable(stored[key]) != jsonable(value):
-            raise StateMismatch(
-                f"{path} holds a crawl with other {key} ({describe(stored[key])}, now "
-                f"{describe(value)}); use the same {key} to resume, or a new state file"
-            )
-
-
 class Writer:
     """The writer connection. Used by one thread call at a time (the committer serialises)."""
 
@@ -261,7 +259,12 @@ class Writer:
             self.conn = conn = connect(self.path)
             stored = _read_meta(conn, self.path)
             if stored:
-                _compare_meta(self.path, json.loads(stored.get("crawl", "{}")), meta)
+                check_same_crawl(
+                    json.loads(stored.get("crawl", "{}")),
+                    meta,
+                    holder=self.path,
+                    instead="a new state file",
+                )
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"cannot put the state file {self.path} in WAL mode")
