@@ -51,7 +51,6 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import trio
 
@@ -75,7 +74,7 @@ from ._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
 from ._spider import Drop, Failure, Follow, Page, Request, Retry, Spider, iterate_result
 from ._stats import Counters, CrawlStats
 from ._store import Claim, CrawlStore, MemoryStore, NewRequest
-from ._urls import DropReason, QueryVariantGuard, UrlRules
+from ._urls import DropReason, QueryVariantGuard, UrlRules, resolve
 from ._warc import WarcWriter
 
 log = logging.getLogger("trio_crawler.engine")
@@ -421,6 +420,11 @@ class Crawler:
             reason = DropReason.TOO_LONG
         else:
             reason = self.rules.check(request.url)
+            if reason is None:
+                # what is sent, fingerprinted, logged and recorded: one string, normalised
+                url = self.rules.normalized(request.url)
+                if url != request.url:
+                    request = dataclasses.replace(request, url=url)
             if (
                 reason is None
                 and "?" in request.url
@@ -665,8 +669,11 @@ class Crawler:
             self._archive(url, result)
             location = result.headers.get("location")
             if 300 <= result.status < 400 and location:
-                url = urljoin(url, location.strip())
-                if urlsplit(url).scheme not in ("http", "https"):
+                try:
+                    url = resolve(location, url)
+                except ValueError:
+                    break
+                if not url.startswith(("http://", "https://")):
                     break
                 continue
             await self.store.save_robots(host, result.status, result.body, _wall())
@@ -991,9 +998,12 @@ class Crawler:
         c = self._counters
         c.status_classes[f"{result.status // 100}xx"] += 1
         location = result.headers["location"].strip()
-        target = urljoin(result.url, location)
+        try:
+            target = resolve(location, result.url)
+            scheme = target.partition(":")[0]
+        except ValueError:
+            target, scheme = location, "http"  # not a URL: refused as a bad URL below
         chain = (*request.redirects, request.url)
-        scheme = urlsplit(target).scheme.lower()
         if scheme not in ("http", "https"):
             await self._fail(
                 claim,

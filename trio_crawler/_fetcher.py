@@ -19,7 +19,7 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
   crawl, no per-request pool scan), which speak HTTP/1.1 with llhttp's parser, with
   httpcore's errors and keep-alive rules (:mod:`._http11`: h11 in pure Python cost a tenth
   of the crawler's CPU); requests through a proxy use httpcore's proxy pools.
-  httpx still parses any URL that is not plain ASCII (:func:`split_target`), and any httpx
+  URLs are read by :mod:`._urls` alone (:func:`split_target`: the URL Standard), and any httpx
   transport can stand in for the connections (:class:`HttpxExchanger`: the in-memory
   transport of the timing tests). ``scripts/bench_http.py`` (nginx, 16 tasks, 4,000
   requests, 3 rounds; figures in its docstring) gives the CPU per request of each layer;
@@ -53,7 +53,6 @@ import importlib.util
 import ipaddress
 import math
 import os
-import re
 import socket
 import ssl
 import time
@@ -72,7 +71,7 @@ from ._exceptions import FailureKind, FetchError, SettingsError
 from ._http11 import request_head
 from ._settings import Settings
 from ._spider import Headers
-from ._urls import _DEFAULT_PORTS
+from ._urls import _DEFAULT_PORTS, request_parts
 
 if TYPE_CHECKING:
     from ._warc import Exchange
@@ -642,53 +641,19 @@ def _settings_error(name: str, path: str) -> Iterator[None]:
 class Target(NamedTuple):
     """What a request needs of its URL: split once, in :func:`split_target`."""
 
-    url: str
+    url: str  # the normalised URL: what is sent
     scheme: str  # "http" or "https"
-    host: str  # ASCII (IDNA), without brackets
+    host: str  # ASCII (IDNA), IPv4 as a dotted quad, IPv6 without brackets
     port: int | None  # None: the scheme's default
-    target: bytes  # path and query, percent-encoded
+    target: bytes  # path and query, exactly as sent
     netloc: bytes  # the Host header: host, and the port when it is not the default
 
 
-#: Characters after which a URL is handed to httpx's parser (spaces and controls, non-ASCII, and
-#: the ones httpx percent-encodes), and a plain lower-case host name.
-_NOT_PLAIN = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
-_PLAIN_HOST = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")
-_PLAIN_SCHEMES = ("http://", "https://")
-
-
 def split_target(url: str) -> Target:
-    """Split an http(s) URL for a request.
-
-    A plain ASCII URL with a plain host name (what the crawl's canonical URLs are) is split
-    with ``urlsplit``; anything else (IDNA, IPv6 literals, user info, characters to
-    percent-encode) goes through ``httpx.URL``, as every URL did before. Raises ``ValueError``,
-    ``httpx.InvalidURL`` or ``httpcore.UnsupportedProtocol`` (all a ``bad_url`` failure).
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme
-    if scheme not in ("http", "https"):
-        raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-    host = parts.hostname or ""
-    path = parts.path or "/"
-    if (
-        _PLAIN_HOST.match(host)
-        and url.startswith(_PLAIN_SCHEMES)  # "HTTP://h:80/": httpx keeps the port
-        and "@" not in parts.netloc
-        and "/." not in path  # dot segments: httpx removes them
-        and not (url.endswith("?") or "?#" in url)  # an empty query: httpx keeps the "?"
-        and not _NOT_PLAIN.search(url)
-    ):
-        port = parts.port  # ValueError when it is not a port
-        if port == _DEFAULT_PORTS[scheme]:
-            port = None
-        target = f"{path}?{parts.query}" if parts.query else path
-        netloc = host if port is None else f"{host}:{port}"
-        return Target(url, scheme, host, port, target.encode("ascii"), netloc.encode("ascii"))
-    u = httpx.URL(url)
-    if not u.raw_host:
-        raise httpcore.UnsupportedProtocol(f"no host in {url!r}")
-    return Target(url, u.scheme, u.raw_host.decode("ascii"), u.port, u.raw_path, u.netloc)
+    """Split an http(s) URL for a request: the request a browser sends for it
+    (:func:`~trio_crawler._urls.request_parts`, the URL Standard through ada). Raises
+    ``ValueError`` for anything else (a ``bad_url`` failure)."""
+    return Target._make(request_parts(url))
 
 
 #: An extension key: the transport already decoded the body (an in-memory httpx transport).
@@ -1289,10 +1254,9 @@ async def _close_quietly(response: httpcore.Response) -> None:
 
 
 def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return host, port
+    """The host and port an http(s) URL dials (:func:`split_target`); ValueError if none."""
+    target = split_target(url)
+    return target.host, target.port or _DEFAULT_PORTS[target.scheme]
 
 
 def allow_seed_hosts(guard: AddressGuard, urls: Sequence[str]) -> None:
