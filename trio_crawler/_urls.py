@@ -21,10 +21,11 @@ sent for a URL is the request a browser sends.
   project's de-duplication policy as a thin layer over the normalised URL: query parameters
   sorted (stable, by name), empty ones and tracking parameters (``utm_*``...) removed, an empty
   query removed, percent-escapes of unreserved characters decoded and the others upper-cased
-  (reserved ones such as ``%2F`` stay escaped). The rule that holds everywhere: **the
-  fingerprint is computed from exactly the URL that is sent** -- ``fingerprint(u)`` is the
-  fingerprint of ``normalize(u)``, and the policy only merges spellings RFC 3986 calls
-  equivalent, or queries that differ in order and tracking noise.
+  (reserved ones such as ``%2F`` stay escaped), user info left out (it is never sent). The
+  rule that holds everywhere: **the fingerprint is computed from exactly the URL that is
+  sent** -- ``fingerprint(u)`` is the fingerprint of ``normalize(u)``, a function of the
+  request alone (scheme, Host header, target), and the policy only merges spellings RFC 3986
+  calls equivalent, or queries that differ in order and tracking noise.
 * :meth:`UrlRules.check` -- *should this URL be followed at all?* ``None`` (yes) or a
   :class:`DropReason`, from stateless checks in a fixed order: scheme, length, parse, scope,
   denied domains, include/exclude patterns (on the normalised URL), then the path trap guards.
@@ -430,14 +431,13 @@ def _render(parts: _Parts, strip: _Stripper | None, sort_query: bool) -> str:
         return parts.url  # mailto:, file:...: no query policy for URLs the crawl never sends
     url = parts.url
     query = parts.query
-    if query is None and "%" not in url:
+    if query is None and "%" not in url and not parts.userinfo:
         return url  # the common case: nothing to change
     if query:
         query = _clean_query(_tidy(query), strip, sort_query)
     tail = f"?{query}" if query else ""
     port_text = "" if port == _DEFAULT_PORTS[parts.scheme] else f":{port}"
-    userinfo = f"{_tidy(parts.userinfo)}@" if parts.userinfo else ""
-    return f"{parts.scheme}://{userinfo}{parts.host}{port_text}{_tidy(parts.path)}{tail}"
+    return f"{parts.scheme}://{parts.host}{port_text}{_tidy(parts.path)}{tail}"
 
 
 # --------------------------------------------------------------------------- public functions
@@ -461,8 +461,9 @@ def origin(url: str) -> str:
 def canonicalize(url: str, *, strip_params: Sequence[str] = (), sort_query: bool = True) -> str:
     """The canonical form of ``url``, for de-duplication only.
 
-    The normalised URL (:func:`normalize`: what is sent), then: escapes of unreserved
-    characters decoded and the other escapes upper-cased (``%2F`` stays escaped); an empty
+    The normalised URL (:func:`normalize`: what is sent), then: user info left out (the
+    request never carries it); escapes of unreserved characters decoded and the other
+    escapes upper-cased (``%2F`` stays escaped); an empty
     query, empty parameters and parameters named by ``strip_params`` removed (``"utm_*"``
     matches by prefix, other globs by :mod:`fnmatch`, anything else exactly); the parameters
     sorted by name (stable) when ``sort_query``. URLs of schemes without a default port
