@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+
 import ada_url
 import pytest
 from selectolax.lexbor import LexborHTMLParser
@@ -572,7 +573,7 @@ ATOMS = [
     "a", "b", "..", ".", "/", "//", "?", "#", "q=1", "&", ";", "x.html", "%20", ":", "@",
     "[", "]", "\\", " ", "\t", "\n", "\x00", "é", "http:", "https:", "//h2", "mailto:",
     "javascript:", "HTTP://", "./", "../", "~", "=", "\u3000", "\x7f", "\u2100", "%2e", "%2E",
-    "'", "|", "^", "`", "{", '"', "<", "0x7f.1", "１", "．", "%41", "%zz", "%", "h.com",
+    "'", "|", "^", "`", "{", '"', "<", "0x7f.1", "\uff11", "\uff0e", "%41", "%zz", "%", "h.com",
 ]  # fmt: skip
 FIXED_HREFS = [
     "https://a/b", "http://a/b?", "http://a/b??", "//x/y", "/a/b", "a/b", "../a", "./a",
@@ -583,7 +584,8 @@ FIXED_HREFS = [
     "http:/x", "http://", "https://?x", "../" * 40 + "x", "./../x", "#", "x#", "  #y",
     "http://h/a/b/..", "http://h/a/b/.", "/a/%2e%2E/b", "a/%2e", "p?", "https:example.com",
     "http://h:0080/", "http://h:08080/x", "\\\\evil.example\\p", "http://0x7f.1/",
-    "http://2130706433/", "http://EΣ.com/", "http://１２７．０．０．１:8080/x", "a?b'c",
+    "http://2130706433/", "http://E\u03a3.com/", "a?b'c",
+    "http://\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11:8080/x",
     "/a'b", "http://a.1/", "http://1.2.3.4/", "http://01.2.3.4/", "http://xn--a.com/",
 ]  # fmt: skip
 
@@ -611,6 +613,29 @@ def test_fast_paths_are_taken() -> None:
     assert resolver.dir_prefix == "https://example.com/dir/"
     assert resolver._up_prefix(1) == "https://example.com/"
     assert resolver._up_prefix(5) == "https://example.com/"
+
+
+def test_plain_bases_are_split_as_the_parser_resolves() -> None:
+    """A base in plain normal form is split by slicing: the parser's "x", "../x"... agree."""
+    rng = random.Random(11)
+    parts = ["a", "b.html", "/", "//", ".", "..", "?", "q=1", "#", ";", "%2F", ":", "@", "%2e"]
+    bases = list(BASES)
+    for _ in range(3_000):
+        tail = "".join(rng.choice(parts) for _ in range(rng.randint(0, 6)))
+        bases.append(
+            rng.choice(["http://h", "https://h.org:81", "http://h/d", "https://h/"]) + tail
+        )
+    quick = 0
+    for base in bases:
+        resolver = _Resolver(base)
+        if resolver.dirs is None:
+            continue
+        quick += 1
+        assert resolver.dir_prefix + "x" == ada_url.join_url(base, "x"), base
+        for levels in (1, 2, 3, 7):
+            expected = ada_url.join_url(base, "../" * levels + "x")
+            assert resolver._up_prefix(levels) + "x" == expected, (base, levels)
+    assert quick > 500
 
 
 def test_reference_resolution_is_the_url_standard() -> None:

@@ -441,8 +441,8 @@ def _plain(reference: str) -> bool:
     """``reference`` is copied into the URL as it is: plain characters, no dot segment."""
     if _PLAIN_REFERENCE(reference) is None:
         return False
-    path = reference.partition("?")[0]
-    return not (("." in path or "%" in path) and _DOT_SEGMENT.search(f"/{path}") is not None)
+    path = "/" + reference.partition("?")[0]
+    return not (("/." in path or "/%" in path) and _DOT_SEGMENT.search(path) is not None)
 
 
 def _resolve_slow(href: str, base_url: str) -> str | _Skip:
@@ -475,9 +475,10 @@ class _Resolver:
     """Resolves hrefs against one base URL, by concatenation where that equals the parser's.
 
     For an http(s) base ``B`` whose resolution of ``x`` is ``scheme://authority/dir/x`` (one
-    parse per page), and a *plain* reference (:func:`_plain`: characters that no percent-encode
-    set holds, no ``.``/``..``/``%2e`` segment), the URL Standard's parser copies the reference's
-    segments and query as they are, so:
+    parse per page, or slicing for a base in plain normal form), and a *plain* reference
+    (:func:`_plain`: characters that no percent-encode set holds, no ``.``/``..``/``%2e``
+    segment), the URL Standard's parser copies the reference's segments and query as they
+    are, so:
 
     * an absolute URL in plain normal form (:func:`~trio_crawler._urls._parse_fast`) is itself;
     * ``//host...`` is ``scheme:`` + href when that is in plain normal form (the parser reads a
@@ -494,14 +495,25 @@ class _Resolver:
     to :func:`_resolve_slow`. The tests hold the two to the same answer.
     """
 
-    __slots__ = ("base_url", "dir_prefix", "origin", "scheme", "up_prefixes")
+    __slots__ = ("base_url", "dir_prefix", "dirs", "origin", "scheme", "up_prefixes")
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.scheme = ""
         self.origin = ""  # scheme://authority (user info included, as the parser keeps it)
         self.dir_prefix = ""
+        self.dirs: list[str] | None = None  # the directory's segments, for a plain base
         self.up_prefixes: dict[int, str] = {}
+        base = _parse_fast(base_url)
+        if base is not None:
+            # In plain normal form (no dot segment, nothing to escape): the parser keeps the
+            # base's segments as they are and drops the last, so slicing gives its answer.
+            self.scheme = base.scheme
+            self.origin = base.url[: base.url.index("/", len(base.scheme) + 3)]
+            path = base.path
+            self.dir_prefix = self.origin + path[: path.rfind("/") + 1]
+            self.dirs = path.split("/")[1:-1]
+            return
         try:
             probe = resolve("x", base_url)
         except ValueError:
@@ -516,13 +528,18 @@ class _Resolver:
         """The resolution of ``"../" * levels + "x"`` without its ``x``, or "" when unusable."""
         prefix = self.up_prefixes.get(levels)
         if prefix is None:
-            prefix = ""
-            try:
-                probe = resolve("../" * levels + "x", self.base_url)
-            except ValueError:
-                probe = ""
-            if probe.startswith(self.origin + "/") and probe.endswith("/x"):
-                prefix = probe[:-1]
+            if self.dirs is not None:
+                # each '..' drops one segment of the directory, none above the root
+                kept = self.dirs[: max(len(self.dirs) - levels, 0)]
+                prefix = self.origin + "".join(f"/{segment}" for segment in kept) + "/"
+            else:
+                prefix = ""
+                try:
+                    probe = resolve("../" * levels + "x", self.base_url)
+                except ValueError:
+                    probe = ""
+                if probe.startswith(self.origin + "/") and probe.endswith("/x"):
+                    prefix = probe[:-1]
             self.up_prefixes[levels] = prefix
         return prefix
 
@@ -530,10 +547,11 @@ class _Resolver:
         href = raw.strip(_C0_OR_SPACE)
         if "#" in href:
             href = href.partition("#")[0]
-        parts = _parse_fast(href)
-        if parts is not None:
-            return parts.url
-        if not href:
+        if href[:4] == "http":
+            parts = _parse_fast(href)
+            if parts is not None:
+                return parts.url
+        elif not href:
             return _Skip.SELF
         if ":" in href:
             # The same test as _resolve_slow's: tabs and newlines it removes cannot sit in a

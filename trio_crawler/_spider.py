@@ -54,9 +54,10 @@ _DIV_TAG = re.compile(r"<(/?)div\b", re.IGNORECASE)
 class Request:
     """A URL to fetch, with what the spider wants to send and remember about it.
 
-    ``url`` is fetched as given; dedupe uses its canonical form. ``meta`` must be
-    JSON-serialisable (it is stored with the frontier). ``depth``, ``referrer``,
-    ``retries`` and ``redirects`` are filled in by the engine.
+    ``url`` is read as a browser reads it (the URL Standard): the engine admits it in its
+    normalised form, which is what is fetched, logged and recorded; dedupe uses its canonical
+    form. ``meta`` must be JSON-serialisable (it is stored with the frontier). ``depth``,
+    ``referrer``, ``retries`` and ``redirects`` are filled in by the engine.
     """
 
     url: str

@@ -199,7 +199,7 @@ def _parse_fast(url: str) -> _Parts | None:
         # is its own normal form; 0x7f.1, 2130706433, 01.2.3.4 are not
         ((last.isdigit() or last.startswith("0x")) and _DOTTED_QUAD.fullmatch(host) is None)
         or "xn--" in host  # punycode: the parser checks it
-        or (("." in path or "%" in path) and _DOT_SEGMENT.search(path) is not None)
+        or (("/." in path or "/%" in path) and _DOT_SEGMENT.search(path) is not None)
     ):
         return None
     default = 80 if scheme == "http" else 443
