@@ -21,8 +21,11 @@ from trio_crawler._urls import (
     UrlRules,
     canonicalize,
     fingerprint,
+    normalize,
     origin,
     registrable_domain,
+    request_parts,
+    resolve,
 )
 
 UNPARSABLE = [
@@ -267,6 +270,100 @@ def test_long_url_is_linear() -> None:
                 canonicalize(url, strip_params=DEFAULT_STRIP_PARAMS)
             rules(max_url_length=100_000).check(url)
         assert time.perf_counter() - start < 1.0, url[:40]
+
+
+def test_what_rfc_3986_refused_and_browsers_read() -> None:
+    """The URL Standard reads these, so a browser fetches them, and so does the crawl."""
+    assert canonicalize("http:///nohost") == "http://nohost/"  # slashes after http: ignored
+    assert canonicalize("http:nohost") == "http://nohost/"
+    assert canonicalize("http://exa\tmple.com/") == "http://example.com/"  # tab removed
+    assert canonicalize("http://exa\nmple.com/") == "http://example.com/"
+    assert canonicalize("http://a..b/") == "http://a..b/"  # empty labels: a name all the same
+    assert canonicalize("http://./") == "http://./"
+    assert canonicalize("http://0x7f.1/") == "http://127.0.0.1/"
+    assert canonicalize("http://h\\a\\b") == "http://h/a/b"
+    for url in ("http:///nohost", "http://a..b/", "http://0x7f.1/"):
+        assert rules(scope="any").check(url) is None, url
+
+
+def test_port_zero_is_refused() -> None:
+    """Port 0 parses, but it is a bad port (Fetch) and no connection reaches it."""
+    assert canonicalize("http://h:0/") == "http://h:0/"
+    assert rules(scope="any").check("http://h:0/") is DropReason.UNPARSABLE
+    assert rules(scope="any").check("http://h:00/x") is DropReason.UNPARSABLE
+    with pytest.raises(ValueError, match="port 0"):
+        request_parts("http://h:0/")
+
+
+def test_normalize_and_resolve() -> None:
+    assert normalize("HTTP://Example.COM:80/a/./b/../c?q#f") == "http://example.com/a/c?q"
+    assert normalize("http://example.com/p?") == "http://example.com/p?"  # empty query kept
+    assert normalize("mailto:Someone@Example.com#x") == "mailto:Someone@Example.com"
+    base = "https://h.example/dir/page?x#y"
+    assert resolve("../up", base) == "https://h.example/up"
+    assert resolve("?q", base) == "https://h.example/dir/page?q"
+    assert resolve("#f", base) == "https://h.example/dir/page?x"
+    assert resolve("https:rel", base) == "https://h.example/dir/rel"
+    assert resolve("//other.example", base) == "https://other.example/"
+    assert resolve("mailto:x", base) == "mailto:x"
+    for url in ("relative", "", "http://[::1", "http://h:65536/"):
+        with pytest.raises(ValueError):
+            normalize(url)
+    for href in ("http://[::1", "http://a b/", "http://h:x/"):
+        with pytest.raises(ValueError):
+            resolve(href, base)
+    with pytest.raises(ValueError):
+        resolve("x", "not a base")
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("http://example.com", ("http", "example.com", None, b"/", b"example.com")),
+        ("HTTPS://Example.com:443/a?b#c", ("https", "example.com", None, b"/a?b", b"example.com")),
+        ("http://example.com:8080/p?", ("http", "example.com", 8080, b"/p?", b"example.com:8080")),
+        ("http://[0::1]:8080/x", ("http", "::1", 8080, b"/x", b"[::1]:8080")),
+        ("https://[::1]/", ("https", "::1", None, b"/", b"[::1]")),
+        ("http://u:p@h/x", ("http", "h", None, b"/x", b"h")),  # user info: never sent
+        (
+            "http://b\u00fccher.example/\u00e4",
+            ("http", "xn--bcher-kva.example", None, b"/%C3%A4", b"xn--bcher-kva.example"),
+        ),
+        ("http://h/a b|c'd?e f'g", ("http", "h", None, b"/a%20b|c'd?e%20f%27g", b"h")),
+        ("http://2130706433:81/", ("http", "127.0.0.1", 81, b"/", b"127.0.0.1:81")),
+    ],
+)
+def test_request_parts(url: str, parts: tuple[str, str, int | None, bytes, bytes]) -> None:
+    got = request_parts(url)
+    assert (got.scheme, got.host, got.port, got.target, got.host_header) == parts
+    assert got.url == normalize(url)
+    assert request_parts(got.url) == got
+
+
+@pytest.mark.parametrize("url", ["ftp://h/", "mailto:a@b", "http://", "/relative", "http://[::1"])
+def test_request_parts_refuses(url: str) -> None:
+    with pytest.raises(ValueError):
+        request_parts(url)
+
+
+def test_the_c_api_and_the_public_api_agree() -> None:
+    """_ada calls ada's C functions directly (cheaper); _ada_public is ada's own wrapper."""
+    rng = random.Random(3)
+    atoms = ["http://", "https:", "//", "/", "..", ".", "?", "#", "%2e", "%", "a", "B", "\\"]
+    atoms += ["\x00", "\t", " ", "\u00e9", "\ud800", "\uff21", "[::1]", ":80", "@", "0x7f.1"]
+    bases = ["https://h/a/b", "http://u@[::1]:8/x?y", "mailto:x", "not a base"]
+    for _ in range(3_000):
+        text = "".join(rng.choice(atoms) for _ in range(rng.randrange(8)))
+        for base in (None, *bases):
+            try:
+                direct: str | None = _urls._ada_direct(text, base)
+            except ValueError:
+                direct = None
+            try:
+                public: str | None = _urls._ada_public(text, base)
+            except ValueError:
+                public = None
+            assert direct == public, (text, base)
 
 
 # --------------------------------------------------------------------------- origin, fingerprint
