@@ -187,18 +187,26 @@ _NORMAL = re.compile(
 _DOT_SEGMENT = re.compile(r"/(?:\.|%2[eE]){1,2}(?=/|\Z)")
 
 
+def _number_ended(host: str) -> bool:
+    """The URL Standard's "ends in a number": the last label is digits, or 0x and hex."""
+    last = host[host.rfind(".") + 1 :]
+    return last.isdigit() or (last[:2] == "0x" and all(c in "0123456789abcdef" for c in last[2:]))
+
+
 def _parse_fast(url: str) -> _Parts | None:
     """The parts of a URL in plain normal form (see the module docstring), or None."""
     match = _NORMAL.match(url)
     if match is None:
         return None
     scheme, host, port_text, path, query = match.groups()
-    last = host[host.rfind(".") + 1 :]
     if (
         # a last label that is a number makes the host an IPv4 address: a plain dotted quad
         # is its own normal form; 0x7f.1, 2130706433, 01.2.3.4 are not
-        ((last.isdigit() or last.startswith("0x")) and _DOTTED_QUAD.fullmatch(host) is None)
-        or "xn--" in host  # punycode: the parser checks it
+        (host[-1] <= "9" or ".0x" in host or host[:2] == "0x")
+        and _number_ended(host)
+        and _DOTTED_QUAD.fullmatch(host) is None
+    ) or (
+        "xn--" in host  # punycode: the parser checks it
         or (("/." in path or "/%" in path) and _DOT_SEGMENT.search(path) is not None)
     ):
         return None
@@ -209,8 +217,7 @@ def _parse_fast(url: str) -> _Parts | None:
         port = int(port_text)
         if port == default or port > 65535:
             return None
-    end = match.end(5) if query is not None else match.end(4)
-    normal = url if end == len(url) else url[:end]
+    normal = url if "#" not in url else url[: url.index("#")]
     # tuple.__new__ skips NamedTuple's Python-level __new__: this is the hot path.
     return tuple.__new__(_Parts, (normal, scheme, "", host, port, path, query))
 
@@ -431,13 +438,18 @@ def _render(parts: _Parts, strip: _Stripper | None, sort_query: bool) -> str:
         return parts.url  # mailto:, file:...: no query policy for URLs the crawl never sends
     url = parts.url
     query = parts.query
-    if query is None and "%" not in url and not parts.userinfo:
+    path = parts.path
+    if "%" in url:
+        path = _tidy(path)
+        if query:
+            query = _tidy(query)
+    elif query is None and not parts.userinfo:
         return url  # the common case: nothing to change
     if query:
-        query = _clean_query(_tidy(query), strip, sort_query)
+        query = _clean_query(query, strip, sort_query)
     tail = f"?{query}" if query else ""
     port_text = "" if port == _DEFAULT_PORTS[parts.scheme] else f":{port}"
-    return f"{parts.scheme}://{parts.host}{port_text}{_tidy(parts.path)}{tail}"
+    return f"{parts.scheme}://{parts.host}{port_text}{path}{tail}"
 
 
 # --------------------------------------------------------------------------- public functions
@@ -722,7 +734,8 @@ class UrlRules:
             return DropReason.EXCLUDED
         if self._exclude and any(p.search(parts.url) for p in self._exclude):
             return DropReason.EXCLUDED
-        return self._path_trap(_tidy(parts.path))
+        path = parts.path
+        return self._path_trap(_tidy(path) if "%" in path else path)
 
     def _path_trap(self, path: str) -> DropReason | None:
         segments = path.split("/")  # segments[0] is the '' before the leading '/'
