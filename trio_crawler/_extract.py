@@ -441,8 +441,10 @@ def _plain(reference: str) -> bool:
     """``reference`` is copied into the URL as it is: plain characters, no dot segment."""
     if _PLAIN_REFERENCE(reference) is None:
         return False
+    if reference[:1] not in (".", "%") and "/." not in reference and "/%" not in reference:
+        return True  # no segment can be '.', '..' or an escaped one
     path = "/" + reference.partition("?")[0]
-    return not (("/." in path or "/%" in path) and _DOT_SEGMENT.search(path) is not None)
+    return _DOT_SEGMENT.search(path) is None
 
 
 def _resolve_slow(href: str, base_url: str) -> str | _Skip:
