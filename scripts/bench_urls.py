@@ -1,38 +1,69 @@
-"""Micro-benchmark of the URL module: microseconds per link for ``check`` + ``fingerprint``.
+"""Micro-benchmark of a crawl's work per link: resolve + check + canonicalise + fingerprint.
 
 Run: ``.venv/bin/python scripts/bench_urls.py [--pages N] [--repeat R]``
+Compare with another checkout, interleaved (old, new, old, new...: a shared machine drifts):
+``.venv/bin/python scripts/bench_urls.py --compare ../base [--rounds 3]``
 
-The link set imitates a crawl of one site: each page has ~30 links, resolved against the page
-URL the way link extraction does (``urljoin``) before timing: navigation links repeated on every
-page, relative and absolute article links, fragments, query variants with tracking parameters,
-upper-case hosts, percent-escapes, off-site links, ``mailto:``/``javascript:``. Three figures:
+The link set imitates a crawl of one site: each page has ~30 hrefs as they stand in the HTML --
+navigation links repeated on every page, relative and absolute article links, ``../`` links,
+fragments, query variants with tracking parameters, upper-case hosts, percent-escapes, off-site
+links, ``mailto:``/``javascript:``. Per link, what the crawl does: the page's resolver
+(``_extract._Resolver``, one per page) resolves the href; ``UrlRules.check`` decides; a followed
+link is fingerprinted (``UrlRules.fingerprint``: canonical form + hash). Figures, each the best
+of ``--repeat`` passes:
 
-* crawl order -- a fresh :class:`UrlRules` (empty caches) per pass over the pages: the
-  navigation links hit its caches from the second page on, the rest are met for the first time.
-  This is what a crawl sees;
-* every URL distinct -- a unique query parameter added to each link: no cache hit (worst case);
-* every URL in the cache -- the same pass again on a filled cache (best case).
+* crawl order -- a fresh :class:`UrlRules` (empty caches) per pass: navigation links hit its
+  caches from the second page on, the rest are met for the first time. What a crawl sees;
+* every URL distinct -- a unique query parameter added to each href: no cache hit;
+* hrefs that miss the fast paths -- distinct hrefs that need the full parser (upper-case hosts,
+  non-ASCII, dot segments in absolute URLs, backslashes, ``%2e``, spaces, IPv4 number forms);
+* the pieces on distinct hrefs: resolution alone, and check + fingerprint of resolved URLs.
+
+Times are CPU time of the process (``time.process_time``), not wall time: on a shared machine a
+pass that waits for a core is not slower code.
+
+Measured (``--compare`` against the checkout before ada, 7 rounds, a shared 2-core machine whose
+``sum(range(1000))`` took 10.8 us): crawl order 4.57 -> 4.46 us per link, every URL distinct
+8.30 -> 7.50, hrefs missing the fast paths 19.17 -> 11.62; resolution alone 1.67 -> 1.52,
+check + fingerprint 5.56 -> 5.55.
+
+The script imports ``trio_crawler`` from wherever Python finds it, so the same file measures an
+older checkout (``--compare DIR`` runs it there, with this interpreter and its packages).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
+import json
+import os
 import random
+import statistics
+import subprocess
+import sys
+import sysconfig
 import time
 from collections.abc import Callable
-from urllib.parse import urljoin
-
-from trio_crawler._settings import Settings
-from trio_crawler._urls import UrlRules, canonicalize, fingerprint
 
 SITE = "https://www.example.com"
 NAV = ["/", "/about", "/blog/", "/contact", "/products/", "/login?next=%2F", "/#top", "/feed.xml"]
+HARD = [
+    "HTTPS://WWW.Example.com/Blog/Post-{n}.html",
+    "https://www.example.com/blog/a/b/../post-{n}",
+    "/caf\u00e9/{n}?q=\u00fcber",
+    "\\blog\\post-{n}.html",
+    "/a/%2e%2E/post-{n}",
+    " /spaced/post {n}.html ",
+    "https://www.example.com./x/{n}",
+    "http://0x7f.1:8080/p/{n}",
+    "https://www.b\u00fccher.example/{n}",
+    "post-{n}.html?q='{n}'",
+    "https://www.example.com/p?{n}|x",
+]
 
 
 def page_links(rng: random.Random, page: int) -> tuple[str, list[str]]:
-    """One page's URL and its ~30 links, absolute (as extraction hands them over)."""
+    """One page's URL and its ~30 hrefs, as they stand in the HTML."""
     base = f"{SITE}/blog/{2020 + page % 5}/{page % 12 + 1:02d}/post-{page}.html"
     hrefs = list(NAV)
     for _ in range(22):
@@ -60,104 +91,148 @@ def page_links(rng: random.Random, page: int) -> tuple[str, list[str]]:
             hrefs.append(f"http://www.example.com:443/p/{n}")  # another origin
         else:
             hrefs.append(f"/blog/{n % 5 + 2020}/{n % 12 + 1:02d}/post-{n}.html")
-    return base, [urljoin(base, href) for href in hrefs]
+    return base, hrefs
 
 
-def run(rules: UrlRules, links: list[str]) -> int:
-    kept = 0
-    for url in links:
-        if rules.check(url) is None:
-            rules.fingerprint(url)
-            kept += 1
-    return kept
+Pages = list[tuple[str, list[str]]]
 
 
-def us_per_link(pages: list[list[str]], repeat: int, *, fresh: bool = True) -> float:
-    """Best of ``repeat`` passes over ``pages``; ``fresh``: new UrlRules (empty caches) per pass."""
+def measure(pages: Pages, repeat: int) -> dict[str, float]:
+    """The figures (microseconds per link) for the trio_crawler Python imports."""
+    from trio_crawler._extract import _Resolver
+    from trio_crawler._settings import Settings
+    from trio_crawler._urls import UrlRules
+
     settings = Settings()
-    n = sum(len(links) for links in pages)
-    rules = UrlRules(settings, [SITE + "/"])
-    run(rules, [url for links in pages for url in links])  # warm-up (and fill, if not fresh)
-    times = []
-    for _ in range(repeat):
-        if fresh:
-            rules = UrlRules(settings, [SITE + "/"])
-        gc.collect()  # the previous pass's caches are garbage: not on this pass's clock
-        start = time.perf_counter_ns()
-        for links in pages:
-            run(rules, links)
-        times.append(time.perf_counter_ns() - start)
-    return min(times) / n / 1000
+
+    def fresh() -> UrlRules:
+        return UrlRules(settings, [SITE + "/"])
+
+    def crawl(rules: UrlRules, some: Pages) -> None:
+        check = rules.check
+        fp = rules.fingerprint
+        for base, hrefs in some:
+            resolve = _Resolver(base).resolve
+            for href in hrefs:
+                url = resolve(href)
+                if type(url) is str and check(url) is None:
+                    fp(url)
+
+    def best(run: Callable[[], None], n: int) -> float:
+        times = []
+        for _ in range(repeat):
+            gc.collect()  # the previous pass's garbage: not on this pass's clock
+            start = time.process_time_ns()
+            run()
+            times.append(time.process_time_ns() - start)
+        return min(times) / n / 1000
+
+    def count(some: Pages) -> int:
+        return sum(len(hrefs) for _, hrefs in some)
+
+    unique = [
+        (
+            base,
+            [f"{h.partition('#')[0]}{'&' if '?' in h else '?'}u={i}_{j}" for j, h in enumerate(hs)],
+        )
+        for i, (base, hs) in enumerate(pages)
+    ]
+    hard = [
+        (base, [HARD[(i + j) % len(HARD)].format(n=f"{i}_{j}") for j in range(len(hs))])
+        for i, (base, hs) in enumerate(pages)
+    ]
+    crawl(fresh(), pages)  # warm-up: imports, regex compilation, the suffix list
+    resolved: list[str] = []
+    for base, hrefs in unique:
+        resolver = _Resolver(base)
+        resolved += [u for u in map(resolver.resolve, hrefs) if type(u) is str]
+
+    def resolve_only() -> None:
+        for base, hrefs in unique:
+            resolve = _Resolver(base).resolve
+            for href in hrefs:
+                resolve(href)
+
+    def judge_only() -> None:
+        rules = fresh()
+        check = rules.check
+        fp = rules.fingerprint
+        for url in resolved:
+            if check(url) is None:
+                fp(url)
+
+    def calibrate() -> None:
+        for _ in range(2000):
+            sum(range(1000))
+
+    calibration = best(calibrate, 2000)
+    return {
+        "calibration": calibration,
+        "crawl": best(lambda: crawl(fresh(), pages), count(pages)),
+        "distinct": best(lambda: crawl(fresh(), unique), count(unique)),
+        "hard": best(lambda: crawl(fresh(), hard), count(hard)),
+        "resolve": best(resolve_only, count(unique)),
+        "judge": best(judge_only, len(resolved)),
+    }
 
 
-def us_per_call(fn: Callable[[str], object], urls: list[str], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter_ns()
-        for url in urls:
-            fn(url)
-        times.append(time.perf_counter_ns() - start)
-    return min(times) / len(urls) / 1000
+LABELS = {
+    "crawl": "resolve + check + fingerprint, crawl order, fresh caches",
+    "distinct": "resolve + check + fingerprint, every URL distinct  ",
+    "hard": "resolve + check + fingerprint, hrefs missing fast paths",
+    "resolve": "  resolution alone (every href distinct)             ",
+    "judge": "  check + fingerprint of resolved URLs (distinct)    ",
+}
+
+
+def _run_in(tree: str, args: argparse.Namespace) -> dict[str, float]:
+    """This script's figures for the checkout at ``tree``, in a fresh interpreter."""
+    purelib = sysconfig.get_paths()["purelib"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(tree), purelib])}
+    command = [sys.executable, "-S", os.path.abspath(__file__), "--json"]
+    command += ["--pages", str(args.pages), "--repeat", str(args.repeat)]
+    # -S and another working directory: no editable-install hook, no '' on the path, so
+    # ``trio_crawler`` is the tree's; its dependencies come from this interpreter's packages
+    out = subprocess.run(command, env=env, cwd="/", check=True, capture_output=True, text=True)
+    figures: dict[str, float] = json.loads(out.stdout)
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pages", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--compare", metavar="DIR", help="another checkout, measured in turn")
+    parser.add_argument("--rounds", type=int, default=3, help="with --compare: old/new rounds")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     rng = random.Random(1234)
-    pages = [page_links(rng, i)[1] for i in range(args.pages)]
-    flat = [url for links in pages for url in links]
-    n = len(flat)
-    followed = sum(UrlRules(Settings(), [SITE + "/"]).check(url) is None for url in flat)
-    distinct = len(set(flat))
-    print(
-        f"{args.pages} pages, {n} links ({n / args.pages:.1f}/page), "
-        f"{distinct} distinct, {followed} followed (check + fingerprint), {n - followed} dropped"
-    )
-    calibration = us_per_call(lambda _: sum(range(1000)), ["x"] * 2000, args.repeat)
-    print(f"machine: sum(range(1000)) takes {calibration:.1f} us (a recent laptop: ~6-8 us)")
-
-    unique = [
-        [f"{url}{'&' if '?' in url else '?'}u={i}" for url in links]
-        for i, links in enumerate(pages)
-    ]
-    print(
-        f"check + fingerprint, crawl order, fresh caches : "
-        f"{us_per_link(pages, args.repeat):6.2f} us/link"
-    )
-    print(
-        f"check + fingerprint, every URL distinct        : "
-        f"{us_per_link(unique, args.repeat):6.2f} us/link"
-    )
-    print(
-        f"check + fingerprint, every URL in the cache    : "
-        f"{us_per_link(pages, args.repeat, fresh=False):6.2f} us/link"
-    )
-
-    # The uncached pieces, on the distinct URLs.
-    strip = Settings().strip_params
-    rules = UrlRules(Settings(), [SITE + "/"])
-    distinct_urls = list(dict.fromkeys(flat))
-
-    def canonical(url: str) -> None:
-        with contextlib.suppress(ValueError):
-            canonicalize(url, strip_params=strip)
-
-    canon = [canonicalize(u, strip_params=strip) for u in distinct_urls if rules.check(u) is None]
-    print(
-        f"  uncached check (UrlRules._check)             : "
-        f"{us_per_call(rules._check, distinct_urls, args.repeat):6.2f} us/link"
-    )
-    print(
-        f"  canonicalize()                               : "
-        f"{us_per_call(canonical, distinct_urls, args.repeat):6.2f} us/link"
-    )
-    print(
-        f"  fingerprint() of a canonical URL             : "
-        f"{us_per_call(fingerprint, canon, args.repeat):6.2f} us/link"
-    )
+    pages = [page_links(rng, i) for i in range(args.pages)]
+    if args.json:
+        print(json.dumps(measure(pages, args.repeat)))
+        return
+    n = sum(len(hrefs) for _, hrefs in pages)
+    print(f"{args.pages} pages, {n} hrefs ({n / args.pages:.1f}/page); microseconds per link")
+    if not args.compare:
+        figures = measure(pages, args.repeat)
+        print(f"machine: sum(range(1000)) takes {figures['calibration']:.1f} us (a laptop: ~6-8)")
+        for key, label in LABELS.items():
+            print(f"{label}: {figures[key]:6.2f}")
+        return
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    old: list[dict[str, float]] = []
+    new: list[dict[str, float]] = []
+    for _ in range(args.rounds):
+        old.append(_run_in(args.compare, args))
+        new.append(_run_in(here, args))
+    calibration = statistics.median(r["calibration"] for r in old + new)
+    print(f"machine: sum(range(1000)) takes {calibration:.1f} us (a laptop: ~6-8 us)")
+    print(f"{'':55}  {'old':>6}  {'new':>6}  (median of {args.rounds} interleaved rounds)")
+    for key, label in LABELS.items():
+        before = statistics.median(r[key] for r in old)
+        after = statistics.median(r[key] for r in new)
+        print(f"{label}: {before:6.2f}  {after:6.2f}  {after / before:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ Theory of operation
   label table (so ``iso-8859-1`` decodes as windows-1252 and ``shift_jis`` as Windows-31J,
   as browsers do). It never raises.
 * :func:`extract` makes one CSS query for the links (``a[href], area[href]``) and the
-  document's ``<base>``, ``<meta name>`` and ``<title>``, then resolves each ``href`` with
-  :class:`_Resolver`, whose fast paths (absolute ``http(s)://`` hrefs, ``//host`` hrefs,
-  ``/path``, ``dir/page`` and ``../page`` hrefs) build the URL by concatenation instead of calling
-  :func:`urllib.parse.urljoin` (about 8 microseconds a call). Each fast path is taken only
-  for inputs where it provably gives the same string as the reference
-  :func:`_resolve_slow`; the tests check that on a corpus.
+  document's ``<base>``, ``<meta name>`` and ``<title>``, then resolves each ``href`` as a
+  browser does, with the URL Standard's parser (:func:`~trio_crawler._urls.resolve`, ada): a
+  link is the normalised URL that will be sent. :class:`_Resolver`'s fast paths (absolute
+  ``http(s)://`` URLs already in normal form, ``//host`` hrefs, ``/path``, ``dir/page`` and
+  ``../page`` hrefs of plain characters) build the URL by concatenation instead of parsing
+  (about a microsecond a call). Each fast path is taken only for inputs where it provably gives
+  the same string as the reference :func:`_resolve_slow`; the tests check that on a corpus.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ import itertools
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
-from urllib.parse import urljoin
+
+from ._urls import _DOT_SEGMENT, _parse_fast, resolve
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -390,7 +392,8 @@ class Link:
     """One link of a page."""
 
     url: str
-    """Absolute ``http``/``https`` URL, resolved against the base URL, without fragment."""
+    """Absolute ``http``/``https`` URL, resolved against the base URL as a browser does,
+    without fragment: the normalised URL that is sent (:func:`~trio_crawler._urls.normalize`)."""
     nofollow: bool
     """``rel="nofollow"`` on every occurrence of the URL, or ``nofollow`` in meta robots."""
 
@@ -412,27 +415,36 @@ class Extracted:
     links_truncated: bool
     """More than ``max_links`` distinct links were present; the rest were not read."""
     skipped_invalid: int = 0
-    """hrefs dropped because they do not resolve to a usable URL (control characters, a
-    malformed IPv6 host, no host)."""
+    """hrefs dropped because they do not resolve to a URL (a bad host, a malformed IPv6 host,
+    a bad port, no host)."""
 
 
 class _Skip(enum.Enum):
     SELF = "self"  # empty or fragment-only: the page itself
     SCHEME = "scheme"  # not http(s)
-    INVALID = "invalid"  # control characters, unparsable, no host
+    INVALID = "invalid"  # not a URL by the URL Standard: a bad host or port, no host
 
 
 _C0_OR_SPACE: Final = "".join(map(chr, range(0x21)))
 _TAB_NEWLINE: Final = str.maketrans("", "", "\t\n\r")
-_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
 _SCHEME_RE: Final = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):")
-_HTTP_WITH_HOST_RE: Final = re.compile(r"(https?)://[^/?#]", re.I)
-# Strings that urljoin would return unchanged, by construction (see _Resolver).
-_SAFE = r"[^\x00-\x20\x7f-\U0010ffff#;\[\]]"
-_SAFE_HOST = r"[^\x00-\x20\x7f-\U0010ffff#;\[\]/?]"
-_ABSOLUTE_OK: Final = re.compile(rf"https?://{_SAFE_HOST}+(?:[/?]{_SAFE}*)?(?<!\?)").fullmatch
+# A reference the parser copies as it is (see _Resolver): path characters that no percent-encode
+# set of the URL Standard holds ('%' included: the parser never changes one), then a query of
+# the same with '?' and without "'" (the special-query set).
+_PLAIN_REFERENCE: Final = re.compile(
+    r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*+(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?%]*+)?"
+).fullmatch
 _DOT_PREFIX_RE: Final = re.compile(r"(?:\./)?((?:\.\./){0,32})").match
-_RELATIVE_OK: Final = re.compile(rf"(?!\.)(?!.*/\.)(?!.*//){_SAFE}+(?<!\?)").fullmatch
+
+
+def _plain(reference: str) -> bool:
+    """``reference`` is copied into the URL as it is: plain characters, no dot segment."""
+    if _PLAIN_REFERENCE(reference) is None:
+        return False
+    if reference[:1] not in (".", "%") and "/." not in reference and "/%" not in reference:
+        return True  # no segment can be '.', '..' or an escaped one
+    path = "/" + reference.partition("?")[0]
+    return _DOT_SEGMENT.search(path) is None
 
 
 def _resolve_slow(href: str, base_url: str) -> str | _Skip:
@@ -440,111 +452,96 @@ def _resolve_slow(href: str, base_url: str) -> str | _Skip:
 
     Leading and trailing C0 controls and spaces are stripped and tabs and newlines removed (as
     the URL Standard does), then the fragment; an href left empty is the page itself. A scheme
-    other than http(s) skips the href, and so does any other control character. Then
-    :func:`urllib.parse.urljoin` (cutting the fragment first gives the same URL as cutting it
-    from urljoin's result) and a lower-case scheme; a result without a host is skipped.
+    other than http(s) skips the href. Then the URL Standard's parser with a base
+    (:func:`~trio_crawler._urls.resolve`: ada, the normalised URL); an href it refuses is
+    invalid.
     """
-    href = href.strip(_C0_OR_SPACE).translate(_TAB_NEWLINE).partition("#")[0]
-    if not href:
+    text = href.strip(_C0_OR_SPACE).translate(_TAB_NEWLINE)
+    before = text.partition("#")[0]
+    if not before:
         return _Skip.SELF
-    scheme = _SCHEME_RE.match(href)
+    scheme = _SCHEME_RE.match(before)
     if scheme is not None and scheme.group(1).lower() not in ("http", "https"):
         return _Skip.SCHEME
-    if _CONTROL_RE.search(href):
-        return _Skip.INVALID
     try:
-        url = urljoin(base_url, href)
-    except ValueError:  # "Invalid IPv6 URL", a netloc that NFKC-normalises to a delimiter
-        return _Skip.INVALID
-    checked = _HTTP_WITH_HOST_RE.match(url)
-    if checked is None:
+        # the fragment goes after parsing: cut first, a control before it would be trailing
+        url = resolve(text, base_url)
+    except ValueError:  # a bad host, a bad port, "http://[::1", no host...
         return _Skip.INVALID
     if not url.startswith(("http://", "https://")):
-        url = checked.group(1).lower() + url[len(checked.group(1)) :]
+        return _Skip.SCHEME  # a base that is not http(s): extract() never passes one
     return url
 
 
-def _quick_probe(base_url: str) -> str | None:
-    """``urljoin(base_url, "x")`` by string slicing, for plain bases; None for the others.
-
-    A base that :data:`_ABSOLUTE_OK` accepts (fragment cut) and whose path has no dot segment
-    and no empty segment: urljoin keeps its directory as it is and appends ``x``.
-    """
-    base = base_url.partition("#")[0]
-    if not _ABSOLUTE_OK(base):
-        return None
-    start = base.index("//") + 2
-    cut = len(base)
-    for delimiter in "/?":
-        found = base.find(delimiter, start)
-        if found != -1 and found < cut:
-            cut = found
-    path = base[cut:].partition("?")[0]
-    if "/." in path or "//" in path:
-        return None
-    return base[:cut] + path[: path.rfind("/") + 1] + "x" if path else base[:cut] + "/x"
-
-
 class _Resolver:
-    """Resolves hrefs against one base URL, by concatenation where that equals urljoin.
+    """Resolves hrefs against one base URL, by concatenation where that equals the parser's.
 
-    For an http(s) base ``B`` whose ``urljoin(B, "x")`` is ``scheme://netloc/dir/x``:
+    For an http(s) base ``B`` whose resolution of ``x`` is ``scheme://authority/dir/x`` (one
+    parse per page, or slicing for a base in plain normal form), and a *plain* reference
+    (:func:`_plain`: characters that no percent-encode set holds, no ``.``/``..``/``%2e``
+    segment), the URL Standard's parser copies the reference's segments and query as they
+    are, so:
 
-    * an absolute ``http(s)://host...`` href made only of printable ASCII, with no ``#``,
-      ``;``, brackets, and not ending in ``?``, is returned unchanged by urljoin (urlparse and
-      urlunparse round-trip it exactly; same scheme or not);
-    * ``//host...`` under the same rules becomes ``scheme:`` + href;
-    * a ``/path`` href with no dot segment, no ``//`` and the same character rules becomes
-      ``scheme://netloc`` + href (urljoin keeps an absolute path's segments as they are);
-    * a ``dir/page`` href with, in addition, no ``:`` (no scheme) and not starting with ``?``
-      or ``.``, becomes ``scheme://netloc/dir/`` + href: urljoin's segment stack over the base
-      directory then the href's segments is the stack for ``x`` with ``x`` replaced;
-    * ``./page`` and ``../../page`` (``page`` as above) become the prefix of
-      ``urljoin(B, "../../x")`` (computed once per depth) + ``page``, for the same reason.
+    * an absolute URL in plain normal form (:func:`~trio_crawler._urls._parse_fast`) is itself;
+    * ``//host...`` is ``scheme:`` + href when that is in plain normal form (the parser reads a
+      scheme-relative reference as the absolute URL with the base's scheme);
+    * a plain ``/path`` is ``scheme://authority`` + href (the base's path is replaced);
+    * a plain ``dir/page`` with no ``:`` (no scheme) and not starting with ``?`` or ``.`` is
+      ``scheme://authority/dir/`` + href: the base's last segment is removed and the
+      reference's segments appended, as for ``x``;
+    * ``./page`` and ``../../page`` (``page`` as above) are the prefix of the resolution of
+      ``../../x`` (computed once per depth) + ``page``, for the same reason.
 
-    A fragment is cut first: urljoin's result without fragment does not depend on it.
-
-    Everything else goes to :func:`_resolve_slow`.
+    A fragment is cut first: the parser's result before the fragment does not depend on it
+    (a reference that ends in a space or control once cut is not plain). Everything else goes
+    to :func:`_resolve_slow`. The tests hold the two to the same answer.
     """
 
-    __slots__ = ("base_url", "dir_prefix", "origin", "scheme", "up_prefixes")
+    __slots__ = ("base_url", "dir_prefix", "dirs", "origin", "scheme", "up_prefixes")
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.scheme = ""
-        self.origin = ""
+        self.origin = ""  # scheme://authority (user info included, as the parser keeps it)
         self.dir_prefix = ""
+        self.dirs: list[str] | None = None  # the directory's segments, for a plain base
         self.up_prefixes: dict[int, str] = {}
-        probe = _quick_probe(base_url)
-        if probe is None:
-            try:
-                probe = urljoin(base_url, "x")
-            except ValueError:
-                return
+        base = _parse_fast(base_url)
+        if base is not None:
+            # In plain normal form (no dot segment, nothing to escape): the parser keeps the
+            # base's segments as they are and drops the last, so slicing gives its answer.
+            self.scheme = base.scheme
+            self.origin = base.url[: base.url.index("/", len(base.scheme) + 3)]
+            path = base.path
+            self.dir_prefix = self.origin + path[: path.rfind("/") + 1]
+            self.dirs = path.split("/")[1:-1]
+            return
+        try:
+            probe = resolve("x", base_url)
+        except ValueError:
+            return
         for scheme in ("http", "https"):
-            start = len(scheme) + 3
-            if (
-                probe.startswith(scheme + "://")
-                and probe[start : start + 1] not in ("", "/", "?", "#")
-                and probe.endswith("/x")
-                and "?" not in probe
-                and "#" not in probe
-            ):
+            if probe.startswith(scheme + "://") and probe.endswith("/x"):
                 self.scheme = scheme
-                self.origin = probe[: probe.index("/", start)]
+                self.origin = probe[: probe.index("/", len(scheme) + 3)]
                 self.dir_prefix = probe[:-1]
 
     def _up_prefix(self, levels: int) -> str:
-        """``urljoin(base, "../" * levels + "x")`` without its ``x``, or "" when unusable."""
+        """The resolution of ``"../" * levels + "x"`` without its ``x``, or "" when unusable."""
         prefix = self.up_prefixes.get(levels)
         if prefix is None:
-            prefix = ""
-            try:
-                probe = urljoin(self.base_url, "../" * levels + "x")
-            except ValueError:
-                probe = ""
-            if probe.startswith(self.origin + "/") and probe.endswith("/x") and "?" not in probe:
-                prefix = probe[:-1]
+            if self.dirs is not None:
+                # each '..' drops one segment of the directory, none above the root
+                kept = self.dirs[: max(len(self.dirs) - levels, 0)]
+                prefix = self.origin + "".join(f"/{segment}" for segment in kept) + "/"
+            else:
+                prefix = ""
+                try:
+                    probe = resolve("../" * levels + "x", self.base_url)
+                except ValueError:
+                    probe = ""
+                if probe.startswith(self.origin + "/") and probe.endswith("/x"):
+                    prefix = probe[:-1]
             self.up_prefixes[levels] = prefix
         return prefix
 
@@ -552,9 +549,11 @@ class _Resolver:
         href = raw.strip(_C0_OR_SPACE)
         if "#" in href:
             href = href.partition("#")[0]
-        if _ABSOLUTE_OK(href):
-            return href
-        if not href:
+        if href[:4] == "http":
+            parts = _parse_fast(href)
+            if parts is not None:
+                return parts.url
+        elif not href:
             return _Skip.SELF
         if ":" in href:
             # The same test as _resolve_slow's: tabs and newlines it removes cannot sit in a
@@ -566,25 +565,21 @@ class _Resolver:
             first = href[:1]
             if first == "/":
                 if href[1:2] == "/":
-                    url = f"{self.scheme}:{href}"
-                    if _ABSOLUTE_OK(url):
-                        return url
-                elif _RELATIVE_OK(href):
+                    parts = _parse_fast(f"{self.scheme}:{href}")
+                    if parts is not None:
+                        return parts.url
+                elif _plain(href):
                     return self.origin + href
             elif first == ".":
                 dots = _DOT_PREFIX_RE(href)
                 if dots is not None:
                     rest = href[dots.end() :]
-                    if (
-                        rest[:1] not in ("", ".", "/", "?")
-                        and ":" not in rest
-                        and _RELATIVE_OK(rest)
-                    ):
+                    if rest[:1] not in ("", ".", "/", "?") and ":" not in rest and _plain(rest):
                         levels = len(dots.group(1)) // 3
                         prefix = self.dir_prefix if levels == 0 else self._up_prefix(levels)
                         if prefix:
                             return prefix + rest
-            elif first and first != "?" and ":" not in href and _RELATIVE_OK(href):
+            elif first != "?" and ":" not in href and _plain(href):
                 return self.dir_prefix + href
         return _resolve_slow(raw, self.base_url)
 
@@ -608,9 +603,10 @@ def extract(
 ) -> Extracted:
     """Links, base URL, title and meta robots directives of a parsed HTML document.
 
-    Links come from ``<a href>`` and ``<area href>`` only, in document order, resolved with
-    urljoin against the base URL (``page_url``, or the first ``<base href>`` resolved against
-    it when that is an http(s) URL), whitespace stripped and fragment removed. Empty and
+    Links come from ``<a href>`` and ``<area href>`` only, in document order, resolved as a
+    browser does (the URL Standard, normalised) against the base URL (``page_url``, or the
+    first ``<base href>`` resolved against it when that is an http(s) URL), whitespace
+    stripped and fragment removed. Empty and
     fragment-only hrefs (the page itself) are skipped; hrefs with another scheme are counted in
     ``skipped_schemes``, unusable ones in ``skipped_invalid``. A URL found several times is kept
     once, at its first place, and is ``nofollow`` only if every occurrence is (or the page's

@@ -51,9 +51,10 @@ _DIV_TAG = re.compile(r"<(/?)div\b", re.IGNORECASE)
 class Request:
     """A URL to fetch, with what the spider wants to send and remember about it.
 
-    ``url`` is fetched as given; dedupe uses its canonical form. ``meta`` must be
-    JSON-serialisable (it is stored with the frontier). ``depth``, ``referrer``,
-    ``retries``, ``redirects`` and ``rate_limited`` are filled in by the engine.
+    ``url`` is read as a browser reads it (the URL Standard): the engine admits it in its
+    normalised form, which is what is fetched, logged and recorded; dedupe uses its canonical
+    form. ``meta`` must be JSON-serialisable (it is stored with the frontier). ``depth``,
+    ``referrer``, ``retries``, ``redirects`` and ``rate_limited`` are filled in by the engine.
     """
 
     url: str
@@ -269,11 +270,17 @@ class Page:
         return [link.url for link in extracted.links]
 
     def follow(self, href: str, **kwargs: Any) -> Request:
-        """A :class:`Request` for ``href`` resolved against the page (and its ``<base href>``)."""
-        from urllib.parse import urljoin
+        """A :class:`Request` for ``href`` resolved against the page (and its ``<base href>``)
+        as a browser does (the URL Standard), fragment dropped. An href that does not resolve
+        is kept as it is: the crawl drops it as unparsable."""
+        from ._urls import resolve
 
         base = self.extracted().base_url if self.is_html else self.url
-        return Request(url=urljoin(base, href.strip()), **kwargs)
+        try:
+            url = resolve(href, base)
+        except ValueError:
+            url = href.strip()
+        return Request(url=url, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Page {self.status} {self.url}>"

@@ -1,33 +1,46 @@
-"""URLs: canonical form, fingerprints, scope rules and trap guards (pure, synchronous).
+"""URLs: one parser, the one browsers use; canonical form, fingerprints, scope rules and trap
+guards (pure, synchronous).
 
 Theory of operation
 -------------------
-Every link the crawl meets goes through two questions, in this order:
+Every decision about a crawl URL reads it with the WHATWG URL Standard, through ada (the
+``ada-url`` package: the parser behind Node.js), and nothing else: a link, a start URL, a
+redirect target and a sitemap entry are read exactly as a browser reads them, and the request
+sent for a URL is the request a browser sends.
 
-1. :meth:`UrlRules.check` -- *should this URL be followed at all?*  It answers ``None`` (yes) or a
-   :class:`DropReason`.  The checks are stateless and cheap, and run in a fixed order: scheme,
-   length, parse, scope, denied domains, include/exclude patterns, then the path trap guards.
-   The stateful trap guard (too many query variants of one path) is :class:`QueryVariantGuard`;
-   the engine owns one and asks it after ``check``.
-2. :meth:`UrlRules.fingerprint` -- *have we seen it already?*  The URL is brought to its
-   :func:`canonicalize` form and hashed to 64 bits (:func:`fingerprint`).
+* :func:`resolve` -- the URL an ``href`` points to on a page (the URL Standard's parser with a
+  base), fragment dropped.
+* :func:`normalize` -- the URL that is *sent*: the URL Standard's serialisation (lower-case
+  scheme and host, the host IDNA-mapped (UTS 46) and punycoded, IPv4 number forms such as
+  ``0x7f.1`` written as a dotted quad, IPv6 compressed, the default port dropped, ``\\`` read
+  as ``/``, dot segments (``.``, ``%2e``...) resolved, what must be escaped escaped), fragment
+  dropped. What is sent, fingerprinted, logged and recorded is this one string.
+* :func:`request_parts` -- what a request needs of it: scheme, host as dialled, port, request
+  target and Host header, sliced from the normalised URL and nothing else.
+* :func:`canonicalize` and :meth:`UrlRules.fingerprint` -- *have we seen it already?* The
+  project's de-duplication policy as a thin layer over the normalised URL: query parameters
+  sorted (stable, by name), empty ones and tracking parameters (``utm_*``...) removed, an empty
+  query removed, percent-escapes of unreserved characters decoded and the others upper-cased
+  (reserved ones such as ``%2F`` stay escaped), user info left out (it is never sent). The
+  rule that holds everywhere: **the fingerprint is computed from exactly the URL that is
+  sent** -- ``fingerprint(u)`` is the fingerprint of ``normalize(u)``, a function of the
+  request alone (scheme, Host header, target), and the policy only merges spellings RFC 3986
+  calls equivalent, or queries that differ in order and tracking noise.
+* :meth:`UrlRules.check` -- *should this URL be followed at all?* ``None`` (yes) or a
+  :class:`DropReason`, from stateless checks in a fixed order: scheme, length, parse, scope,
+  denied domains, include/exclude patterns (on the normalised URL), then the path trap guards.
+  The stateful trap guard (too many query variants of one path) is :class:`QueryVariantGuard`;
+  the engine owns one and asks it after ``check``.
 
-The canonical form is for de-duplication only: two URLs with the same canonical form are taken
-to name the same resource.  It follows RFC 3986 section 6.2.2 (syntax-based normalisation) plus
-a few crawler conventions: the fragment is dropped, an empty query is dropped, query parameters
-are sorted (stable, by name) and tracking parameters (``utm_*``...) are removed.
-
-Parsing is RFC 3986 (the regular expression of its appendix B), the same grammar httpx uses
-to send the request, so what this module calls the host is the host the fetcher connects to.
-Leading and trailing C0 controls and spaces are stripped (as browsers and ``urlsplit`` do); any
-other control character or whitespace in the authority makes the URL unparsable, and elsewhere
-it is percent-encoded.
-
-Speed matters: a crawl checks every link of every page (tens per page).  The common case -- a
-clean ASCII ``http(s)`` URL -- takes a fast path of one regular expression match; everything
-else takes the careful path.  Both give the same answer (the tests hold them to it).
-:class:`UrlRules` also keeps a bounded cache of canonical forms, since navigation links repeat
-on every page of a site.
+Speed matters: a crawl checks every link of every page (tens per page). ada takes about a
+microsecond a URL. A URL that is already in normal form and plainly shaped -- lower-case
+``http(s)``, a lower-case ASCII host name (no ``xn--`` label, not ending in a number) or a plain
+dotted quad, no user info, a port that is not the default one, path and query made only of
+characters that no WHATWG percent-encode set holds, no dot segment -- is a fixed point of the
+parser: one regular expression (:data:`_NORMAL`) recognises and splits it without ada. Link
+extraction produces such URLs, so a crawl's URLs mostly take that path; the tests hold it to
+ada's answer. :class:`UrlRules` also keeps a bounded cache of canonical forms, since navigation
+links repeat on every page of a site.
 
 The public suffix list is tldextract's bundled snapshot: this module never goes to the network
 and never writes to disk.
@@ -39,10 +52,12 @@ import collections
 import enum
 import functools
 import hashlib
-import ipaddress
+import importlib
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import ada_url
 
 from ._exceptions import SettingsError
 
@@ -50,13 +65,18 @@ if TYPE_CHECKING:
     from ._settings import Settings
 
 __all__ = [
+    "DEFAULT_PORTS",
     "DropReason",
     "QueryVariantGuard",
+    "RequestParts",
     "UrlRules",
     "canonicalize",
     "fingerprint",
+    "normalize",
     "origin",
     "registrable_domain",
+    "request_parts",
+    "resolve",
 ]
 
 
@@ -65,7 +85,7 @@ class DropReason(enum.StrEnum):
 
     BAD_SCHEME = "bad_scheme"  # mailto:, javascript:, data:, tel:, ftp:, file: ...
     TOO_LONG = "too_long"  # longer than settings.max_url_length
-    UNPARSABLE = "unparsable"  # bad syntax, bad port, empty host, control chars in host ...
+    UNPARSABLE = "unparsable"  # not a URL by the URL Standard (bad host, bad port...), port 0
     OUT_OF_SCOPE = "out_of_scope"
     DENIED_DOMAIN = "denied_domain"
     EXCLUDED = "excluded"  # fails include_patterns / matches exclude_patterns
@@ -75,24 +95,254 @@ class DropReason(enum.StrEnum):
     TOO_DEEP = "too_deep"  # link depth > settings.max_depth (decided by the engine)
 
 
-# --------------------------------------------------------------------------- character classes
-
-_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-_SUB_DELIMS = "!$&'()*+,;="
-_PATH_SAFE = _UNRESERVED + _SUB_DELIMS + ":@/"
-_QUERY_SAFE = _PATH_SAFE + "?"
-_USERINFO_SAFE = _UNRESERVED + _SUB_DELIMS + ":"
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
+#: The special schemes' default ports (the URL Standard).
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 _FOLLOWED_SCHEMES = frozenset({"http", "https"})
 
-#: Stripped from both ends before parsing: C0 controls and space (WHATWG, ``urlsplit``).
+#: Stripped from both ends before parsing: C0 controls and space (the URL Standard).
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
 
 
-def _byte_escape(byte: int) -> str:
-    return chr(byte) if chr(byte) in _UNRESERVED else f"%{byte:02X}"
+# --------------------------------------------------------------------------- the parser
 
+
+def _usv(text: str) -> bytes:
+    """``text`` as UTF-8; a lone surrogate becomes U+FFFD, as in a browser's USVString."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode()
+
+
+def _bad(url: str) -> ValueError:
+    return ValueError(f"not a valid URL: {url[:100]!r}")
+
+
+def _ada_public(url: str, base: str | None = None) -> str:
+    """ada's serialisation of ``url`` (against ``base``), through its public API."""
+    data = _usv(url).decode()
+    try:
+        if base is None:
+            return ada_url.normalize_url(data)
+        return ada_url.join_url(_usv(base).decode(), data)
+    except ValueError:
+        raise _bad(url) from None
+
+
+try:
+    # ada's C API as the package binds it (cffi): a third of the cost of its Python wrapper,
+    # which looks each getter up by name on every call. _ada_public is the same parse.
+    _wrapper: Any = importlib.import_module("ada_url._ada_wrapper")
+except ImportError:  # pragma: no cover - another layout of the package
+    _wrapper = None
+
+
+def _ada_direct(url: str, base: str | None = None) -> str:
+    """ada's serialisation of ``url`` (against ``base``); ValueError when it does not parse."""
+    lib = _wrapper.lib
+    data = _usv(url)
+    if base is None:
+        handle = lib.ada_parse(data, len(data))
+    else:
+        base_data = _usv(base)
+        handle = lib.ada_parse_with_base(data, len(data), base_data, len(base_data))
+    try:
+        if not lib.ada_is_valid(handle):
+            raise _bad(url)
+        href = lib.ada_get_href(handle)
+        text: str = _wrapper.ffi.unpack(href.data, href.length).decode()
+        return text
+    finally:
+        lib.ada_free(handle)
+
+
+_ada: Callable[..., str] = _ada_public if _wrapper is None else _ada_direct
+
+
+class _Parts(NamedTuple):
+    """A parsed URL. ``port`` is explicit when the scheme has a default one."""
+
+    url: str  # the URL Standard's serialisation without fragment: what is sent
+    scheme: str  # lower case
+    userinfo: str  # as serialised ('user:pass', escaped); '' when absent
+    host: str  # ASCII: punycode, dotted-quad IPv4, IPv6 in brackets; '' without authority
+    port: int | None  # None only for a URL whose scheme has no default port (mailto:, file:...)
+    path: str  # '/' at least when there is a host; everything after 'scheme:' otherwise
+    query: str | None  # without the '?'; '' for a bare '?'; None when absent
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_IPV4_LIKE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\Z")
+
+#: A URL the parser leaves as it is (its fragment apart), split in one match. Path: the
+#: unreserved and sub-delimiter characters, ':', '@', '/', '%' (an escape or not: the parser
+#: never changes a '%'); the query the same with '?' and without "'" (special-query set).
+_NORMAL = re.compile(
+    r"(https?)://([a-z0-9_-]++(?:\.[a-z0-9_-]++)*+)(?::([1-9][0-9]{0,4}+))?"
+    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*+)(?:\?([A-Za-z0-9\-._~!$&()*+,;=:@/?%]*+))?(?:#.*)?\Z",
+    re.DOTALL,
+)
+#: A path segment the parser would remove: '.', '..', and their '%2e' spellings.
+_DOT_SEGMENT = re.compile(r"/(?:\.|%2[eE]){1,2}(?=/|\Z)")
+
+
+def _number_ended(host: str) -> bool:
+    """The URL Standard's "ends in a number": the last label is digits, or 0x and hex."""
+    last = host[host.rfind(".") + 1 :]
+    return last.isdigit() or (last[:2] == "0x" and all(c in "0123456789abcdef" for c in last[2:]))
+
+
+def _parse_fast(url: str) -> _Parts | None:
+    """The parts of a URL in plain normal form (see the module docstring), or None."""
+    match = _NORMAL.match(url)
+    if match is None:
+        return None
+    scheme, host, port_text, path, query = match.groups()
+    if (
+        # a last label that is a number makes the host an IPv4 address: a plain dotted quad
+        # is its own normal form; 0x7f.1, 2130706433, 01.2.3.4 are not
+        (host[-1] <= "9" or ".0x" in host or host[:2] == "0x")
+        and _number_ended(host)
+        and _DOTTED_QUAD.fullmatch(host) is None
+    ) or (
+        "xn--" in host  # punycode: the parser checks it
+        or (("/." in path or "/%" in path) and _DOT_SEGMENT.search(path) is not None)
+    ):
+        return None
+    default = 80 if scheme == "http" else 443
+    if port_text is None:
+        port = default
+    else:
+        port = int(port_text)
+        if port == default or port > 65535:
+            return None
+    normal = url if "#" not in url else url[: url.index("#")]
+    # tuple.__new__ skips NamedTuple's Python-level __new__: this is the hot path.
+    return tuple.__new__(_Parts, (normal, scheme, "", host, port, path, query))
+
+
+def _split(url: str) -> _Parts:
+    """The parts of a URL the parser serialised, fragment already dropped."""
+    colon = url.index(":")
+    scheme = url[:colon]
+    port = DEFAULT_PORTS.get(scheme)
+    if port is None:  # mailto:, javascript:, data:, file:, foo://...: no request, no origin
+        return _Parts(url, scheme, "", "", None, url[colon + 1 :], None)
+    # A special URL: 'scheme://', authority, then a path of one '/' at least. A '/', '?' or
+    # '#' in the user info, a ':' outside an IPv6 host, a '?' in the path are all escaped.
+    start = colon + 3
+    slash = url.index("/", start)
+    userinfo, _, hostport = url[start:slash].rpartition("@")
+    if hostport.startswith("["):
+        end = hostport.index("]") + 1
+        host, port_text = hostport[:end], hostport[end + 1 :]
+    else:
+        host, _, port_text = hostport.partition(":")
+    if port_text:
+        port = int(port_text)
+    path, question, query = url[slash:].partition("?")
+    return _Parts(url, scheme, userinfo, host, port, path, query if question else None)
+
+
+def _parse(url: str) -> _Parts:
+    """Parse and split ``url``; ValueError when it is not a URL."""
+    parts = _parse_fast(url)
+    if parts is not None:
+        return parts
+    return _split(_ada(url).partition("#")[0])
+
+
+def _parse_checked(url: str) -> _Parts:
+    if not isinstance(url, str):
+        raise TypeError(f"URL must be str, not {type(url).__name__}")
+    return _parse(url)
+
+
+def _scheme_of(url: str) -> str | None:
+    """The lower-case scheme ``url`` names, or None (a relative reference, or garbage)."""
+    text = url.lstrip(_C0_OR_SPACE)
+    if "\t" in text or "\n" in text or "\r" in text:
+        text = text.translate(_TAB_NEWLINE)
+    match = _SCHEME.match(text)
+    return None if match is None else match.group()[:-1].lower()
+
+
+def resolve(href: str, base: str) -> str:
+    """The URL ``href`` points to on a page whose base URL is ``base``, fragment dropped.
+
+    The URL Standard's parser with a base, as a browser follows a link: whitespace at the ends
+    stripped and tabs and newlines removed, ``\\`` read as ``/`` in http(s) URLs,
+    ``https:x`` relative to an https base, dot segments resolved, the result normalised
+    (:func:`normalize`). Any scheme may come out (``mailto:``...). Raises :class:`ValueError`
+    when there is no such URL (``http://[::1``, a bad host, a bad port, ``base`` no URL).
+    """
+    return _ada(href, base).partition("#")[0]
+
+
+def normalize(url: str) -> str:
+    """The URL that is sent for the absolute URL ``url``: the URL Standard's serialisation,
+    fragment dropped (see the module docstring). Raises :class:`ValueError` for a relative
+    reference or anything that is not a URL."""
+    parts = _parse_fast(url)
+    if parts is not None:
+        return parts.url
+    return _ada(url).partition("#")[0]
+
+
+class RequestParts(NamedTuple):
+    """What a request needs of a URL: :func:`request_parts`."""
+
+    url: str
+    """The normalised URL (:func:`normalize`): the one string sent, fingerprinted, logged."""
+    scheme: str
+    """``"http"`` or ``"https"``."""
+    host: str
+    """The host as dialled: ASCII (punycode), IPv4 as a dotted quad, IPv6 without brackets."""
+    port: int | None
+    """None when the scheme's default port."""
+    target: bytes
+    """The request target: path and query exactly as sent."""
+    host_header: bytes
+    """The Host header: the host (IPv6 in brackets), and the port when not the default."""
+
+
+def request_parts(url: str) -> RequestParts:
+    """The request a browser sends for the http(s) URL ``url`` (fragment dropped).
+
+    Raises :class:`ValueError` when ``url`` is not a URL, not http(s), or names port 0 (a
+    "bad port" that browsers refuse to fetch, and that cannot be dialled).
+    """
+    parts = _parse_checked(url)
+    scheme = parts.scheme
+    if scheme not in _FOLLOWED_SCHEMES:
+        raise ValueError(f"not an http(s) URL: {url[:100]!r}")
+    host = parts.host
+    port = parts.port
+    if port == DEFAULT_PORTS[scheme]:
+        port = None
+        host_header = host
+    elif port:
+        host_header = f"{host}:{port}"
+    else:
+        raise ValueError(f"port 0 cannot be fetched: {url[:100]!r}")
+    query = parts.query
+    target = parts.path if query is None else f"{parts.path}?{query}"
+    return RequestParts(
+        parts.url,
+        scheme,
+        host[1:-1] if host[:1] == "[" else host,
+        port,
+        target.encode("ascii"),
+        host_header.encode("ascii"),
+    )
+
+
+# --------------------------------------------------------------------------- escapes
+
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 #: '%xx' in any letter case -> its normal form: the character when unreserved, else '%XX'.
 _PCT_NORMAL: dict[str, str] = {}
@@ -100,212 +350,26 @@ for _b in range(256):
     _hex = f"{_b:02X}"
     for _hi in {_hex[0], _hex[0].lower()}:
         for _lo in {_hex[1], _hex[1].lower()}:
-            _PCT_NORMAL[f"%{_hi}{_lo}"] = _byte_escape(_b)
+            _PCT_NORMAL[f"%{_hi}{_lo}"] = chr(_b) if chr(_b) in _UNRESERVED else f"%{_hex}"
 del _b, _hex, _hi, _lo
 
-
-def _escape(text: str) -> str:
-    """Escape every byte of ``text`` (UTF-8), in upper-case hex."""
-    # Lone surrogates are not valid text but are valid ``str``: encode them deterministically.
-    return "%" + text.encode("utf-8", "surrogatepass").hex("%").upper()
-
-
-def _pct_pattern(safe: str) -> re.Pattern[str]:
-    # A valid escape, or a run of characters that must be escaped, or a lone '%'.
-    return re.compile("%[0-9A-Fa-f]{2}|[^" + re.escape(safe) + "%]+|%")
+_ESCAPE = re.compile("%[0-9A-Fa-f]{2}")
+#: An escape that is not in normal form: lower-case hex, or an unreserved character.
+_PCT_TO_FIX = re.compile(
+    r"%(?:[a-f]|[0-9A-F][a-f]|3[0-9]|4[1-9A-F]|5[0-9AF]|6[1-9A-F]|7[0-9AE]|2[DE])"
+)
 
 
 def _pct_sub(match: re.Match[str]) -> str:
-    text = match.group()
-    return _PCT_NORMAL.get(text) or _escape(text)
+    return _PCT_NORMAL[match.group()]
 
 
-_PATH_UNSAFE = _pct_pattern(_PATH_SAFE)
-_QUERY_UNSAFE = _pct_pattern(_QUERY_SAFE)
-_USERINFO_UNSAFE = _pct_pattern(_USERINFO_SAFE)
-
-
-#: An escape that is not in normal form: lower-case hex, an unreserved character, a lone '%'.
-_PCT_TO_FIX = re.compile(
-    r"%(?:[a-f]|[0-9A-F][a-f]|3[0-9]|4[1-9A-F]|5[0-9AF]|6[1-9A-F]|7[0-9AE]|2[DE]|(?![0-9A-Fa-f]{2}))"
-)
-
-
-def _normalize_pct(text: str, unsafe: re.Pattern[str]) -> str:
-    """Upper-case escapes, decode unreserved characters, escape what must be escaped."""
-    return unsafe.sub(_pct_sub, text)
-
-
-# --------------------------------------------------------------------------- parsing
-
-#: RFC 3986 appendix B, after the scheme: authority, path, query; the fragment is ignored.
-_AFTER_SCHEME = re.compile(r"(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?", re.DOTALL)
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-_IPV4_LIKE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\Z")
-_REG_NAME = re.compile(r"[a-z0-9_.-]+\Z")
-_PORT = re.compile(r"[0-9]{1,5}\Z")
-
-#: The common case in one match: http(s), plain ASCII host, optional port, path and query of
-#: characters that need no escaping (escapes allowed: they are checked apart).
-_FAST = re.compile(
-    r"([Hh][Tt][Tt][Pp][Ss]?)://([A-Za-z0-9.-]++)(?::([0-9]{1,5}+))?"
-    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*+)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*+))?(?:#.*)?\Z",
-    re.DOTALL,
-)
-
-
-class _Parts(NamedTuple):
-    """A parsed, normalised URL. ``port`` is explicit when the scheme has a default one."""
-
-    scheme: str  # lower case
-    userinfo: str  # normalised; '' when absent
-    host: str  # lower-case ASCII (IDNA); IPv6 in brackets; '' for URLs without authority
-    port: int | None  # None only for a scheme without a default port and no port given
-    path: str  # normalised, dot segments removed; '/' at least when there is a host
-    query: str | None  # percent-normalised, not sorted or stripped; None when absent
-    opaque: bool  # no authority (mailto:, data:...): ``path`` holds everything after 'scheme:'
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 section 5.2.4 for an absolute path; empty segments (``//``) are kept."""
-    if "." not in path:
-        return path
-    segments = path.split("/")[1:]
-    if "." not in segments and ".." not in segments:
-        return path
-    out: list[str] = []
-    for segment in segments:
-        if segment == "..":
-            if out:
-                out.pop()
-        elif segment != ".":
-            out.append(segment)
-    if segments[-1] in (".", ".."):
-        out.append("")
-    return "/" + "/".join(out)
-
-
-def _normalize_host(host: str) -> str:
-    """Lower-case ASCII host (IDNA for non-ASCII), IPv6 bracketed; ValueError when invalid."""
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise ValueError(f"unterminated IPv6 address in {host!r}")
-        try:
-            address = ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ValueError(f"invalid IPv6 address {host!r}") from None
-        return f"[{address.compressed}]"
-    if "%" in host:
-        from urllib.parse import unquote
-
-        host = unquote(host, errors="strict")
-    host = host.rstrip(".").lower()
-    if not host:
-        raise ValueError("empty host")
-    if not host.isascii():
-        if any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in host):
-            raise ValueError(f"control character or space in host {host!r}")
-        import idna
-
-        try:
-            host = idna.encode(host, uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError) as exc:
-            raise ValueError(f"invalid international host name {host!r}: {exc}") from None
-    if _IPV4_LIKE.match(host):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ValueError(f"invalid IPv4 address {host!r}") from None
-    elif not _REG_NAME.match(host):
-        raise ValueError(f"invalid character in host {host!r}")
-    elif host[0] == "." or ".." in host:
-        raise ValueError(f"empty label in host {host!r}")
-    return host
-
-
-def _parse_slow(url: str) -> _Parts:
-    url = url.strip(_C0_OR_SPACE)
-    match = _SCHEME.match(url)
-    if match is None:
-        raise ValueError(f"not an absolute URL: {url[:100]!r}")
-    scheme = match.group()[:-1].lower()
-    rest = _AFTER_SCHEME.match(url, match.end())
-    assert rest is not None  # every part of the pattern is optional
-    authority, path, query = rest.groups()
-    if query is not None:
-        query = _normalize_pct(query, _QUERY_UNSAFE)
-    if authority is None:
-        if scheme in _DEFAULT_PORTS:
-            raise ValueError(f"no host in {url[:100]!r}")
-        # Opaque URL (mailto:, data:, javascript:...): keep it whole, escapes normalised.
-        opaque = _normalize_pct(path, _QUERY_UNSAFE)
-        return _Parts(scheme, "", "", None, opaque, query, True)
-
-    userinfo, _, hostport = authority.rpartition("@")
-    if hostport.startswith("["):
-        host, bracket, port_text = hostport.partition("]")
-        host += bracket
-        if port_text and not port_text.startswith(":"):
-            raise ValueError(f"junk after IPv6 address in {authority!r}")
-        port_text = port_text[1:]
-    else:
-        host, _, port_text = hostport.partition(":")
-    port = _DEFAULT_PORTS.get(scheme)
-    if port_text:
-        if not _PORT.match(port_text) or not 0 < int(port_text) <= 65535:
-            raise ValueError(f"invalid port {port_text[:20]!r}")
-        port = int(port_text)
-    if host or scheme in _DEFAULT_PORTS:  # file:///path has no host, and needs none
-        host = _normalize_host(host)
-    if userinfo:
-        userinfo = _normalize_pct(userinfo, _USERINFO_UNSAFE)
-    path = _remove_dot_segments(_normalize_pct(path, _PATH_UNSAFE)) or "/"
-    return _Parts(scheme, userinfo, host, port, path, query, False)
-
-
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_DOTTED_QUAD = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-
-
-def _parse_fast(url: str) -> _Parts | None:
-    """The parts of a clean ASCII http(s) URL in one match, or None: take the careful path."""
-    match = _FAST.match(url)
-    if match is None:
-        return None
-    scheme, host, port_text, path, query = match.groups()
-    if (
-        host[0] == "."
-        or ".." in host
-        or host[-1] == "."  # trailing dot
-        # ends in a digit: fine when a plain dotted quad (127.0.0.1), else the careful path
-        or (host[-1] in "0123456789" and _DOTTED_QUAD.fullmatch(host) is None)
-        or (port_text is not None and not 0 < int(port_text) <= 65535)
-    ):
-        return None
-    if path is None:
-        path = "/"
-    else:
-        if "%" in path and _PCT_TO_FIX.search(path):
-            path = _normalize_pct(path, _PATH_UNSAFE)
-        if "/." in path:
-            path = _remove_dot_segments(path)
-    if query and "%" in query and _PCT_TO_FIX.search(query):
-        query = _normalize_pct(query, _QUERY_UNSAFE)
-    scheme = scheme.lower()
-    port = _DEFAULT_PORTS[scheme] if port_text is None else int(port_text)
-    # tuple.__new__ skips NamedTuple's Python-level __new__: this is the hot path.
-    return tuple.__new__(_Parts, (scheme, "", host.lower(), port, path, query, False))
-
-
-def _parse(url: str) -> _Parts:
-    """Split and normalise ``url``; ValueError when it cannot be parsed."""
-    return _parse_fast(url) or _parse_slow(url)
-
-
-def _parse_checked(url: str) -> _Parts:
-    if not isinstance(url, str):
-        raise TypeError(f"URL must be str, not {type(url).__name__}")
-    return _parse(url)
+def _tidy(text: str) -> str:
+    """Escapes in normal form: unreserved characters decoded, the others upper-case hex.
+    Nothing else changes (a lone '%' stays: the parser sends it as it is)."""
+    if "%" in text and _PCT_TO_FIX.search(text) is not None:
+        return _ESCAPE.sub(_pct_sub, text)
+    return text
 
 
 # --------------------------------------------------------------------------- query parameters
@@ -370,30 +434,38 @@ def _clean_query(query: str, strip: _Stripper | None, sort_query: bool) -> str:
 
 
 def _render(parts: _Parts, strip: _Stripper | None, sort_query: bool) -> str:
+    """The canonical form: the project's policy over the normalised URL (module docstring)."""
+    port = parts.port
+    if port is None:
+        return parts.url  # mailto:, file:...: no query policy for URLs the crawl never sends
+    url = parts.url
     query = parts.query
+    path = parts.path
+    if "%" in url:
+        path = _tidy(path)
+        if query:
+            query = _tidy(query)
+    elif query is None and not parts.userinfo:
+        return url  # the common case: nothing to change
     if query:
         query = _clean_query(query, strip, sort_query)
     tail = f"?{query}" if query else ""
-    if parts.opaque:
-        return f"{parts.scheme}:{parts.path}{tail}"
-    port = parts.port
-    port_text = "" if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f":{port}"
-    userinfo = f"{parts.userinfo}@" if parts.userinfo else ""
-    return f"{parts.scheme}://{userinfo}{parts.host}{port_text}{parts.path}{tail}"
+    port_text = "" if port == DEFAULT_PORTS[parts.scheme] else f":{port}"
+    return f"{parts.scheme}://{parts.host}{port_text}{path}{tail}"
 
 
 # --------------------------------------------------------------------------- public functions
 
 
 def _origin_of(parts: _Parts) -> str:
-    if parts.opaque or parts.port is None:
+    if parts.port is None:
         raise ValueError(f"a {parts.scheme}: URL has no origin")
     return f"{parts.scheme}://{parts.host}:{parts.port}"
 
 
 def origin(url: str) -> str:
-    """``scheme://host:port`` of ``url``: lower-case scheme, lower-case IDNA host, IPv6 in
-    brackets, and the port always explicit (http -> 80, https -> 443).
+    """``scheme://host:port`` of ``url``: the normalised scheme and host (IPv6 in brackets),
+    and the port always explicit (http -> 80, https -> 443).
 
     Raises :class:`ValueError` when ``url`` is unparsable or has no origin (``mailto:``...).
     """
@@ -403,16 +475,15 @@ def origin(url: str) -> str:
 def canonicalize(url: str, *, strip_params: Sequence[str] = (), sort_query: bool = True) -> str:
     """The canonical form of ``url``, for de-duplication only.
 
-    The fragment is dropped; scheme and host lower-cased, the host IDNA-encoded, the default
-    port removed; percent-encoding normalised (upper-case hex, unreserved characters decoded,
-    characters that need escaping escaped, reserved ones such as ``%2F`` left escaped); dot
-    segments removed (``//`` kept); an empty path becomes ``/``; an empty query, empty
-    parameters and parameters named by ``strip_params`` are removed (``"utm_*"`` matches by
-    prefix, other globs by :mod:`fnmatch`, anything else exactly); the parameters are sorted by
-    name (stable) when ``sort_query``.
+    The normalised URL (:func:`normalize`: what is sent), then: user info left out (the
+    request never carries it); escapes of unreserved characters decoded and the other
+    escapes upper-cased (``%2F`` stays escaped); an empty
+    query, empty parameters and parameters named by ``strip_params`` removed (``"utm_*"``
+    matches by prefix, other globs by :mod:`fnmatch`, anything else exactly); the parameters
+    sorted by name (stable) when ``sort_query``. URLs of schemes without a default port
+    (``mailto:``, ``file:``...) are only normalised.
 
-    Raises :class:`ValueError` when ``url`` cannot be parsed (no scheme, empty host, bad port,
-    control character in the host...).
+    Raises :class:`ValueError` when ``url`` is not a URL (no scheme, bad host, bad port...).
     """
     if isinstance(strip_params, str):
         strip_params = (strip_params,)
@@ -451,9 +522,12 @@ def registrable_domain(host: str) -> str:
     """The registrable domain ("site") of a normalised host: ``www.example.co.uk`` ->
     ``example.co.uk``; ``user.github.io`` -> ``user.github.io`` (private suffixes count).
 
-    IP addresses and ``localhost`` are their own domain. A host under no known public suffix
-    (``a.corp.internal``) gives its last two labels; a host that is a public suffix, itself.
+    IP addresses and ``localhost`` are their own domain; a trailing dot is not counted. A host
+    under no known public suffix (``a.corp.internal``) gives its last two labels; a host that
+    is a public suffix, itself.
     """
+    if host[-1:] == "." and len(host) > 1:
+        host = host[:-1]  # example.com. is under example.com's registrable domain
     if _is_ip(host) or host == "localhost":
         return host
     result = _tld_extractor()(host)
@@ -470,18 +544,22 @@ def registrable_domain(host: str) -> str:
 
 def _normalize_domain(domain: str) -> str:
     """A domain entry of the settings as a host: '*.Example.COM' -> 'example.com'."""
-    text = domain.strip()
-    text = text.removeprefix("*.").lstrip(".")
+    text = domain.strip().removeprefix("*.").strip(".")
+    if not text or any(c in text for c in "/?#@\\") or (":" in text and text[0] != "["):
+        raise SettingsError(f"bad domain {domain!r}: not a host name")
     try:
-        return _normalize_host(text)
-    except ValueError as exc:
-        raise SettingsError(f"bad domain {domain!r}: {exc}") from None
+        return _split(_ada(f"http://{text}/")).host
+    except ValueError:
+        raise SettingsError(f"bad domain {domain!r}: not a host name") from None
 
 
 def _domain_match(host: str, domains: frozenset[str]) -> bool:
-    """``host`` is one of ``domains`` or a subdomain of one (IP addresses: exactly)."""
+    """``host`` is one of ``domains`` or a subdomain of one (IP addresses: exactly). A
+    trailing dot (``example.com.``, another host to a browser) does not escape a match."""
     if not domains:
         return False
+    if host[-1:] == ".":
+        host = host[:-1]
     if host in domains:
         return True
     if _is_ip(host):
@@ -524,7 +602,7 @@ class UrlRules:
         # check(url) then fingerprint(url) is the common call pattern: parse once.
         self._memo_url: str | None = None
         self._memo_parts: _Parts | None = None
-        self._cached = functools.lru_cache(maxsize=cache_size)(self._canonical_and_fingerprint)
+        self._cached = functools.lru_cache(maxsize=cache_size)(self._forms)
         # Navigation links repeat on every page of a site: remember the verdicts too.
         self._check_cached = functools.lru_cache(maxsize=cache_size)(self._check)
         for seed in seeds:
@@ -550,7 +628,7 @@ class UrlRules:
         """The origins (``scheme://host:port``) of all seeds."""
         return self._seed_origins_frozen
 
-    # -- canonical form
+    # -- the forms of a URL
 
     def _parts(self, url: str) -> _Parts:
         if url == self._memo_url and self._memo_parts is not None:
@@ -559,24 +637,35 @@ class UrlRules:
         self._memo_url, self._memo_parts = url, parts
         return parts
 
-    def _canonical_and_fingerprint(self, url: str) -> tuple[str, int, str | None]:
+    def _forms(self, url: str) -> tuple[str, str, int, str | None]:
+        """(normalised URL, canonical form, fingerprint, origin or None)."""
         parts = self._parts(url)
         canonical = _render(parts, self._strip, self._sort_query)
-        if parts.opaque or parts.port is None:
-            return canonical, fingerprint(canonical), None
-        return canonical, fingerprint(canonical), f"{parts.scheme}://{parts.host}:{parts.port}"
+        if parts.port is None:
+            return parts.url, canonical, fingerprint(canonical), None
+        return (
+            parts.url,
+            canonical,
+            fingerprint(canonical),
+            f"{parts.scheme}://{parts.host}:{parts.port}",
+        )
+
+    def normalized(self, url: str) -> str:
+        """:func:`normalize`: the URL that is sent for ``url``. ValueError when unparsable."""
+        return self._cached(url)[0]
 
     def canonical(self, url: str) -> str:
         """:func:`canonicalize` with the settings' ``strip_params`` and ``sort_query``."""
-        return self._cached(url)[0]
+        return self._cached(url)[1]
 
     def fingerprint(self, url: str) -> int:
-        """The fingerprint of ``url``'s canonical form. ValueError when unparsable."""
-        return self._cached(url)[1]
+        """The fingerprint of ``url``'s canonical form, the same as that of the URL sent for
+        it (:meth:`normalized`). ValueError when unparsable."""
+        return self._cached(url)[2]
 
     def origin(self, url: str) -> str:
         """:func:`origin`, from the same cache as :meth:`fingerprint`."""
-        result = self._cached(url)[2]
+        result = self._cached(url)[3]
         if result is None:
             raise ValueError(f"{url[:100]!r} has no origin")
         return result
@@ -614,38 +703,41 @@ class UrlRules:
 
     def check(self, url: str) -> DropReason | None:
         """``None`` when ``url`` may be followed, else why not. Stateless; checks in order:
-        scheme (http/https only), length, parse, scope, denied domains, include/exclude
-        patterns (``re.search`` on the URL as given), repeated path segments, path depth."""
+        scheme (http/https only), length (of the URL as given and as sent), parse (port 0 is
+        refused here too), scope, denied domains, include/exclude patterns (``re.search`` on
+        the normalised URL: :meth:`normalized`), repeated path segments, path depth."""
         return self._check_cached(url)
 
     def _check(self, url: str) -> DropReason | None:
         parts = _parse_fast(url) if len(url) <= self._max_length else None
         if parts is None:
             # Not the common case: judge scheme, length and syntax one by one.
-            start = 0
-            while start < len(url) and url[start] <= " ":
-                start += 1
-            scheme = _SCHEME.match(url, start)
-            if scheme is None:
-                return DropReason.UNPARSABLE  # relative or garbage: no scheme to judge
-            if scheme.group()[:-1].lower() not in _FOLLOWED_SCHEMES:
+            scheme = _scheme_of(url)
+            if scheme is not None and scheme not in _FOLLOWED_SCHEMES:
                 return DropReason.BAD_SCHEME
             if len(url) > self._max_length:
                 return DropReason.TOO_LONG
             try:
-                parts = _parse_slow(url)
+                parts = _split(_ada(url).partition("#")[0])
             except ValueError:
                 return DropReason.UNPARSABLE
+            if parts.scheme not in _FOLLOWED_SCHEMES:
+                return DropReason.BAD_SCHEME  # java\nscript:..., a scheme the regex missed
+            if len(parts.url) > self._max_length:
+                return DropReason.TOO_LONG
+            if not parts.port:
+                return DropReason.UNPARSABLE  # port 0: see request_parts
         self._memo_url, self._memo_parts = url, parts
         if not self._scope_ok(parts):
             return DropReason.OUT_OF_SCOPE
         if self._denied and _domain_match(parts.host, self._denied):
             return DropReason.DENIED_DOMAIN
-        if self._include and not any(p.search(url) for p in self._include):
+        if self._include and not any(p.search(parts.url) for p in self._include):
             return DropReason.EXCLUDED
-        if self._exclude and any(p.search(url) for p in self._exclude):
+        if self._exclude and any(p.search(parts.url) for p in self._exclude):
             return DropReason.EXCLUDED
-        return self._path_trap(parts.path)
+        path = parts.path
+        return self._path_trap(_tidy(path) if "%" in path else path)
 
     def _path_trap(self, path: str) -> DropReason | None:
         segments = path.split("/")  # segments[0] is the '' before the leading '/'

@@ -56,6 +56,11 @@ class Admission:
             reason = DropReason.TOO_LONG
         else:
             reason = rules.check(request.url)
+            if reason is None:
+                # what is sent, fingerprinted, logged and recorded: one string, normalised
+                url = rules.normalized(request.url)
+                if url != request.url:
+                    request = dataclasses.replace(request, url=url)
             if (
                 reason is None
                 and "?" in request.url

@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import trio
 
@@ -31,7 +30,7 @@ from .._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
 from .._spider import Request
 from .._stats import Counters
 from .._store import Claim, CrawlStore
-from .._urls import UrlRules
+from .._urls import UrlRules, resolve
 from .admission import Admission
 from .exchange import Exchange
 from .outcome import Again, Done, Failed, Outcome
@@ -196,8 +195,11 @@ class RobotsGate:
                 return RobotsPolicy.unreachable(now=trio.current_time(), error_ttl=ttl)
             location = _location(result)
             if location is not None:
-                url = urljoin(url, location)
-                if urlsplit(url).scheme not in ("http", "https"):
+                try:
+                    url = resolve(location, url)
+                except ValueError:
+                    break
+                if not url.startswith(("http://", "https://")):
                     break
                 continue
             await self._store.save_robots(site, result.status, result.body, time.time())

@@ -12,7 +12,6 @@ the whole crawl (:meth:`~trio_crawler._store.CrawlStore.add_scope`).
 from __future__ import annotations
 
 import dataclasses
-from urllib.parse import urljoin, urlsplit
 
 from .._exceptions import FailureKind
 from .._http import FetchResult
@@ -21,7 +20,7 @@ from .._settings import Settings
 from .._spider import Request
 from .._stats import Counters
 from .._store import CrawlStore, NewRequest
-from .._urls import DropReason, UrlRules
+from .._urls import DropReason, UrlRules, resolve
 from .outcome import Done, Failed, Outcome
 from .politeness import Politeness
 
@@ -45,7 +44,12 @@ class Redirects:
 
     async def follow(self, request: Request, result: FetchResult) -> Outcome:
         self._counters.status_classes[f"{result.status // 100}xx"] += 1
-        target = urljoin(result.url, result.headers["location"].strip())
+        location = result.headers["location"].strip()
+        try:
+            target = resolve(location, result.url)
+        except ValueError:
+            message = f"bad redirect target {location[:200]!r}"
+            return Failed(FailureKind.BAD_URL, message, result.status)
         chain = (*request.redirects, request.url)
         refused = self._refusal(target, chain, result.status)
         if refused is not None:
@@ -71,7 +75,7 @@ class Redirects:
 
     def _refusal(self, target: str, chain: tuple[str, ...], status: int) -> Failed | None:
         """Why the hop to ``target`` may not be taken at all, or None."""
-        scheme = urlsplit(target).scheme.lower()
+        scheme = target.partition(":")[0]
         if scheme not in ("http", "https"):
             return Failed(FailureKind.BAD_SCHEME, f"redirect to {scheme}: refused", status)
         max_redirects = self._settings.max_redirects

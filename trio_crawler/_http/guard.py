@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+
+from .._urls import DEFAULT_PORTS, request_parts
 
 
 def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -130,10 +131,9 @@ class AddressGuard:
 
 
 def host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return host, port
+    """The host and port an http(s) URL dials (the URL Standard); ValueError if none."""
+    parts = request_parts(url)
+    return parts.host, parts.port or DEFAULT_PORTS[parts.scheme]
 
 
 def allow_seed_hosts(guard: AddressGuard, urls: Sequence[str]) -> None:

@@ -12,17 +12,15 @@ implementation: a proxy is only a different way of opening a route's stream.
 
 from __future__ import annotations
 
-import re
 import ssl
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 import trio
 
-from .._urls import _DEFAULT_PORTS
+from .._urls import DEFAULT_PORTS, request_parts
 from .backend import Forbidden, GuardedBackend, close_quietly, start_tls
 from .connections import Connections, Route
 from .dns import Resolver
@@ -33,53 +31,19 @@ from .proxy import ProxyRoutes, ProxyTarget, open_connect_tunnel, open_socks5_tu
 class Target(NamedTuple):
     """What a request needs of its URL: split once, in :func:`split_target`."""
 
-    url: str
+    url: str  # the normalised URL: what is sent
     scheme: str  # "http" or "https"
-    host: str  # ASCII (IDNA), without brackets
+    host: str  # ASCII (IDNA), IPv4 as a dotted quad, IPv6 without brackets
     port: int | None  # None: the scheme's default
-    target: bytes  # path and query, percent-encoded
+    target: bytes  # path and query, exactly as sent
     netloc: bytes  # the Host header: host, and the port when it is not the default
 
 
-#: Characters after which a URL is handed to httpx's parser (spaces and controls, non-ASCII, and
-#: the ones httpx percent-encodes), and a plain lower-case host name.
-_NOT_PLAIN = re.compile(r'[^\x21-\x7e]|["<>\\^`{|}]')
-_PLAIN_HOST = re.compile(r"[a-z0-9][a-z0-9.-]*\Z")
-_PLAIN_SCHEMES = ("http://", "https://")
-
-
 def split_target(url: str) -> Target:
-    """Split an http(s) URL for a request.
-
-    A plain ASCII URL with a plain host name (what the crawl's canonical URLs are) is split
-    with ``urlsplit``; anything else (IDNA, IPv6 literals, user info, characters to
-    percent-encode) goes through ``httpx.URL``, as every URL did before. Raises ``ValueError``,
-    ``httpx.InvalidURL`` or ``httpcore.UnsupportedProtocol`` (all a ``bad_url`` failure).
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme
-    if scheme not in ("http", "https"):
-        raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-    host = parts.hostname or ""
-    path = parts.path or "/"
-    if (
-        _PLAIN_HOST.match(host)
-        and url.startswith(_PLAIN_SCHEMES)  # "HTTP://h:80/": httpx keeps the port
-        and "@" not in parts.netloc
-        and "/." not in path  # dot segments: httpx removes them
-        and not (url.endswith("?") or "?#" in url)  # an empty query: httpx keeps the "?"
-        and not _NOT_PLAIN.search(url)
-    ):
-        port = parts.port  # ValueError when it is not a port
-        if port == _DEFAULT_PORTS[scheme]:
-            port = None
-        target = f"{path}?{parts.query}" if parts.query else path
-        netloc = host if port is None else f"{host}:{port}"
-        return Target(url, scheme, host, port, target.encode("ascii"), netloc.encode("ascii"))
-    u = httpx.URL(url)
-    if not u.raw_host:
-        raise httpcore.UnsupportedProtocol(f"no host in {url!r}")
-    return Target(url, u.scheme, u.raw_host.decode("ascii"), u.port, u.raw_path, u.netloc)
+    """Split an http(s) URL for a request: the request a browser sends for it
+    (:func:`~trio_crawler._urls.request_parts`, the URL Standard through ada). Raises
+    ``ValueError`` for anything else (a ``bad_url`` failure)."""
+    return Target._make(request_parts(url))
 
 
 #: An extension key: the transport already decoded the body (an in-memory httpx transport).
@@ -151,7 +115,7 @@ class GuardedTransport:
         self, target: Target, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]
     ) -> httpcore.Response:
         proxy = None if self._routes is None else self._routes.route(target.scheme, target.host)
-        port = target.port or _DEFAULT_PORTS[target.scheme]
+        port = target.port or DEFAULT_PORTS[target.scheme]
         path = target.target
         if proxy is None:
             route = Route(target.scheme, target.host, port)
