@@ -31,7 +31,8 @@ from trio_crawler._report import (
     open_input,
     render_html,
 )
-from trio_crawler._report.aggregate import LogHistogram, TimeSeries, TopK, host_of
+from trio_crawler._report.aggregate import host_of
+from trio_crawler._report.bounded import LogHistogram, TimeSeries, TopK
 from trio_crawler.spiders.generic import PageRecord
 from trio_crawler.testing import RecordedRequest, Response, Site, html_page, open_site_server
 

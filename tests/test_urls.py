@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from trio_crawler import _urls
+from trio_crawler import _urlparse, _urls
 from trio_crawler._exceptions import SettingsError
 from trio_crawler._settings import DEFAULT_STRIP_PARAMS, Settings
 from trio_crawler._urls import (
@@ -245,12 +245,12 @@ def test_fast_path_agrees_with_the_parser() -> None:
         tail = "".join(rng.choice(atoms) for _ in range(rng.randrange(12)))
         url = f"{rng.choice(['http', 'HTTPS', 'https'])}://{rng.choice(hosts)}"
         url += f"{rng.choice(ports)}{rng.choice(['/', ''])}{tail}"
-        fast = _urls._parse_fast(url)
+        fast = _urlparse.parse_plain(url)
         if fast is None:
             continue
         checked += 1
-        assert fast == _urls._split(_urls._ada(url).partition("#")[0]), url
-        assert fast.url == _urls._ada(url).partition("#")[0], url
+        assert fast == _urlparse.split(_urlparse.ada_parse(url).partition("#")[0]), url
+        assert fast.url == _urlparse.ada_parse(url).partition("#")[0], url
     assert checked > 1_200
 
 
@@ -347,7 +347,7 @@ def test_request_parts_refuses(url: str) -> None:
 
 
 def test_the_c_api_and_the_public_api_agree() -> None:
-    """_ada calls ada's C functions directly (cheaper); _ada_public is ada's own wrapper."""
+    """ada_parse calls ada's C functions directly (cheaper); _ada_public is ada's own wrapper."""
     rng = random.Random(3)
     atoms = ["http://", "https:", "//", "/", "..", ".", "?", "#", "%2e", "%", "a", "B", "\\"]
     atoms += ["\x00", "\t", " ", "\u00e9", "\ud800", "\uff21", "[::1]", ":80", "@", "0x7f.1"]
@@ -356,11 +356,11 @@ def test_the_c_api_and_the_public_api_agree() -> None:
         text = "".join(rng.choice(atoms) for _ in range(rng.randrange(8)))
         for base in (None, *bases):
             try:
-                direct: str | None = _urls._ada_direct(text, base)
+                direct: str | None = _urlparse._ada_direct(text, base)
             except ValueError:
                 direct = None
             try:
-                public: str | None = _urls._ada_public(text, base)
+                public: str | None = _urlparse._ada_public(text, base)
             except ValueError:
                 public = None
             assert direct == public, (text, base)

@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 from selectolax.lexbor import LexborHTMLParser
-from trio_crawler._crawl import Crawler
-from trio_crawler._http.transport import Target, split_target
 
 from trio_crawler import Request, Settings
+from trio_crawler._crawl import Crawler
 from trio_crawler._extract import _resolve_slow, _Resolver, _Skip, extract
+from trio_crawler._http.transport import Target, split_target
 from trio_crawler.spiders.generic import GenericSpider
 
 DATA = Path(__file__).parent / "data" / "urltestdata.json"

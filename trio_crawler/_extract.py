@@ -36,7 +36,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
-from ._urls import _DOT_SEGMENT, _parse_fast, resolve
+from ._urlparse import DOT_SEGMENT, parse_plain, resolve
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -444,7 +444,7 @@ def _plain(reference: str) -> bool:
     if reference[:1] not in (".", "%") and "/." not in reference and "/%" not in reference:
         return True  # no segment can be '.', '..' or an escaped one
     path = "/" + reference.partition("?")[0]
-    return _DOT_SEGMENT.search(path) is None
+    return DOT_SEGMENT.search(path) is None
 
 
 def _resolve_slow(href: str, base_url: str) -> str | _Skip:
@@ -482,7 +482,7 @@ class _Resolver:
     segment), the URL Standard's parser copies the reference's segments and query as they
     are, so:
 
-    * an absolute URL in plain normal form (:func:`~trio_crawler._urls._parse_fast`) is itself;
+    * an absolute URL in plain normal form (:func:`~trio_crawler._urls.parse_plain`) is itself;
     * ``//host...`` is ``scheme:`` + href when that is in plain normal form (the parser reads a
       scheme-relative reference as the absolute URL with the base's scheme);
     * a plain ``/path`` is ``scheme://authority`` + href (the base's path is replaced);
@@ -506,7 +506,7 @@ class _Resolver:
         self.dir_prefix = ""
         self.dirs: list[str] | None = None  # the directory's segments, for a plain base
         self.up_prefixes: dict[int, str] = {}
-        base = _parse_fast(base_url)
+        base = parse_plain(base_url)
         if base is not None:
             # In plain normal form (no dot segment, nothing to escape): the parser keeps the
             # base's segments as they are and drops the last, so slicing gives its answer.
@@ -550,7 +550,7 @@ class _Resolver:
         if "#" in href:
             href = href.partition("#")[0]
         if href[:4] == "http":
-            parts = _parse_fast(href)
+            parts = parse_plain(href)
             if parts is not None:
                 return parts.url
         elif not href:
@@ -565,7 +565,7 @@ class _Resolver:
             first = href[:1]
             if first == "/":
                 if href[1:2] == "/":
-                    parts = _parse_fast(f"{self.scheme}:{href}")
+                    parts = parse_plain(f"{self.scheme}:{href}")
                     if parts is not None:
                         return parts.url
                 elif _plain(href):

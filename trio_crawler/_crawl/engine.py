@@ -61,6 +61,7 @@ from .._settings import Settings
 from .._spider import Request, Spider
 from .._stats import Counters, CrawlStats, ErrorLog
 from .._store import Claim, CrawlStore, open_store
+from .._store.shared import SharedStore
 from .._urls import UrlRules
 from .admission import Admission
 from .exchange import Archive, Exchange
@@ -127,17 +128,10 @@ class Crawler:
         )
         seed_urls = [r.url if isinstance(r, Request) else r for r in self._start]
         self.rules = UrlRules(s, seed_urls)
+        self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
+        self._workers = processes - 1
         self.store = self._choose_store(store, state, crawl_id)
         self.store.watch_scope(self._scope_added)
-        self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
-        self._shared = None
-        self._workers = processes - 1
-        if processes > 1:
-            self._shared = share(
-                self.store, s, spider, self._start, on_stop=self.stop, stopping=self._stopping
-            )
-            self.store = self._shared
-            self._crawl_limiter.total_tokens = parent_concurrency(s)
         self.exporters = list(exporters)
         self.output_targets = [t if t == "-" else os.path.abspath(t) for t in outputs]
         self._output_format = output_format
@@ -170,11 +164,24 @@ class Crawler:
     def _choose_store(
         self, store: CrawlStore | None, state: str | None, crawl_id: str | None
     ) -> CrawlStore:
+        """The crawl's store: given, or opened by location; shared with the worker
+        processes when there are any (the parent then fetches with a share of ``-c``)."""
         if store is not None and state is not None:
             raise SettingsError("give a store or a state location, not both")
-        if store is not None:
-            return store
-        return open_store(state or "memory:", self.settings, crawl_id=crawl_id)
+        if store is None:
+            store = open_store(state or "memory:", self.settings, crawl_id=crawl_id)
+        self._shared: SharedStore | None = None
+        if self._workers > 0:
+            store = self._shared = share(
+                store,
+                self.settings,
+                self.spider,
+                self._start,
+                on_stop=self.stop,
+                stopping=self._stopping,
+            )
+            self._crawl_limiter.total_tokens = parent_concurrency(self.settings)
+        return store
 
     def _scope_added(self, url: str) -> None:
         """A seed of the crawl redirected to ``url`` (here or in another process)."""

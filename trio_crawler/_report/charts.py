@@ -11,8 +11,9 @@ import math
 import time
 from collections.abc import Sequence
 
-from .aggregate import STATUS_CLASSES, HistogramView, TimelineView
+from .bounded import HistogramView, TimelineView
 from .markup import Markup, shorten, tag, void
+from .model import STATUS_CLASSES
 
 WIDTH = 640
 HEIGHT = 300

@@ -21,6 +21,11 @@ Link: TypeAlias = tuple[str, str]
 REFERRERS_KEPT = 20
 
 
+#: Status classes in display (and stacking) order. ``no response``: a network failure (DNS,
+#: connect, timeout...); ``not fetched``: the crawl's own policy stopped it (robots.txt, scope).
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "other", "no response", "not fetched")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Referrers:
     """The pages that link to one URL: the first ``REFERRERS_KEPT`` links met, in the order
