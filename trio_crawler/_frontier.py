@@ -63,6 +63,7 @@ class Frontier(Generic[T]):
         self._seq = itertools.count()
         self._queued = 0
         self._in_flight = 0
+        self._active = 0  # hosts with something queued or in flight (kept, not counted)
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -85,7 +86,8 @@ class Frontier(Generic[T]):
         return iter(self._hosts.values())
 
     def active_hosts(self) -> int:
-        return sum(1 for h in self._hosts.values() if h.queue or h.in_flight)
+        """Hosts with something queued or in flight (kept up to date: O(1))."""
+        return self._active
 
     def next_ready_time(self) -> float | None:
         """When the earliest host becomes ready, or None when no host has claimable work."""
@@ -99,6 +101,8 @@ class Frontier(Generic[T]):
     # ------------------------------------------------------------------ changes
     def push(self, key: str, entry: T, priority: int = 0) -> None:
         state = self.host(key)
+        if not state.queue and not state.in_flight:
+            self._active += 1
         heapq.heappush(state.queue, (-priority, self._sign * next(self._seq), entry))
         self._queued += 1
         self._schedule(state)
@@ -124,7 +128,7 @@ class Frontier(Generic[T]):
             state.claimed += 1
             self._in_flight += 1
             state.next_allowed = max(state.next_allowed, now) + state.delay
-            out.append((key, entry))
+            out.append((key, entry))  # still active: in flight
             self._schedule(state)
         return out
 
@@ -133,6 +137,8 @@ class Frontier(Generic[T]):
         state = self._hosts[key]
         state.in_flight -= 1
         self._in_flight -= 1
+        if not state.queue and not state.in_flight:
+            self._active -= 1
         self._schedule(state)
 
     def pause(self, key: str, until: float) -> None:
@@ -154,6 +160,8 @@ class Frontier(Generic[T]):
     def drain(self) -> Iterator[tuple[str, T]]:
         """Remove and yield every queued entry (for shutting down or spilling)."""
         for state in self._hosts.values():
+            if state.queue and not state.in_flight:
+                self._active -= 1
             while state.queue:
                 _, _, entry = heapq.heappop(state.queue)
                 self._queued -= 1

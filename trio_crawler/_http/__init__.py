@@ -16,7 +16,7 @@ policy (:mod:`trio_crawler._crawl`).
 """
 
 from .backend import GuardedBackend
-from .dns import Resolver, system_resolve
+from .dns import Resolver, SystemResolve
 from .fetcher import Fetcher, FetchResult, WindowBudget, failure_request, to_exchange
 from .guard import AddressGuard, allow_seed_hosts, is_public_address
 
@@ -26,10 +26,10 @@ __all__ = [
     "Fetcher",
     "GuardedBackend",
     "Resolver",
+    "SystemResolve",
     "WindowBudget",
     "allow_seed_hosts",
     "failure_request",
     "is_public_address",
-    "system_resolve",
     "to_exchange",
 ]

@@ -146,6 +146,8 @@ class SqliteStore(LocalQueue, CrawlStore):
         self._offsets: dict[str, int] = {}
         self._open = False
         self._stop_reason: str | None = None
+        self._hosts_count = 0
+        self._hosts_counted_at = -math.inf
         self._failed: BaseException | None = None
         self.commits = 0
 
@@ -570,9 +572,19 @@ class SqliteStore(LocalQueue, CrawlStore):
         return self._frontier.in_flight
 
     def active_hosts(self) -> int:
-        return len(
-            {h.key for h in self._frontier.hosts() if h.queue or h.in_flight} | set(self._backlog)
-        )
+        """Hosts with work in memory or in the file: counted at most every half second (a
+        figure for the statistics; counting looks at every host with a backlog)."""
+        now = trio.current_time()
+        if now - self._hosts_counted_at >= 0.5:
+            frontier = self._frontier
+            idle_with_backlog = sum(
+                1
+                for host in self._backlog
+                if not (state := frontier.host(host)).queue and not state.in_flight
+            )
+            self._hosts_count = frontier.active_hosts() + idle_with_backlog
+            self._hosts_counted_at = now
+        return self._hosts_count
 
     async def load_robots(self, host: str) -> tuple[int, bytes, float] | None:
         def read() -> tuple[int, bytes, float] | None:
