@@ -117,6 +117,33 @@ async def test_a_closed_stdout_ends_the_crawl_cleanly(tmp_path: Path) -> None:
     assert figures["queued"] > 0  # it stopped; it did not crawl on into the void
 
 
+async def test_stdout_and_stderr_into_one_closed_pipe(tmp_path: Path) -> None:
+    """``crawl URL 2>&1 | head -1``: the summary meets the closed pipe too; still exit 0."""
+    release = trio.Event()
+    stats = tmp_path / "stats.json"
+    async with open_site_server(held_site(release)) as server:
+        args = [*CLI, "crawl", server.url("/"), "--delay", "0", "--stats-json", str(stats)]
+        with trio.fail_after(60):
+            proc = await trio.lowlevel.open_process(
+                args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+            try:
+                assert proc.stdout is not None
+                first = b""
+                while b"\n" not in first:
+                    first += await proc.stdout.receive_some(65536)
+                await proc.stdout.aclose()
+                release.set()
+                code = await proc.wait()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    assert json.loads(first.split(b"\n")[0])["url"] == server.url("/")
+    assert code == 0
+    assert json.loads(stats.read_text())["stop_reason"] == "output_closed"
+
+
 async def test_status_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     site = Site({"/": html_page("<p>one</p>")})
     db = tmp_path / "crawl.db"

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 import trio
 
 from ._crawl import Crawler
+from ._export.text import silence
 from ._stats import CrawlStats
 
 
@@ -90,7 +91,10 @@ class Display:
         """One line for the person running the crawl."""
         if self.json_lines:
             message = _json_line(level, "trio_crawler.cli", message, time.time(), **fields)
-        print(message, file=self.stream, flush=True)
+        try:
+            print(message, file=self.stream, flush=True)
+        except BrokenPipeError:  # `2>&1 | head`: the reader left; the crawl goes on unheard
+            silence(self.stream)
 
     def error(self, message: str) -> None:
         """A one-line error: ``trio-crawler: error: ...``."""
@@ -133,11 +137,10 @@ async def show_progress(
     the figures when this run started (a resumed crawl), for this run's rate."""
     out = stream or sys.stderr
     if live:
-        from rich.console import Console
         from rich.live import Live
         from rich.text import Text
 
-        console = Console(file=out)
+        console = _console(out)
         with Live(console=console, refresh_per_second=4, transient=True) as screen:
             while True:
                 screen.update(Text(_line(crawler.statistics(), since)))
@@ -158,10 +161,9 @@ def print_summary(
 ) -> None:
     """The end-of-crawl table: pages by status class, failures by kind, totals, stop reason.
     A resumed crawl says so first; its figures are the whole crawl's, its pages/s this run's."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream or sys.stderr)
+    console = _console(stream or sys.stderr)
     title = "crawl summary (resumed: figures of the whole crawl)" if resumed else "crawl summary"
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("what", style="bold")
@@ -193,6 +195,19 @@ def print_summary(
         "pages/s" + (" (this run)" if resumed else ""), f"{pages_per_second(stats, since):,.1f}"
     )
     console.print(table)
+
+
+def _console(stream: TextIO) -> Any:
+    """A rich console on ``stream`` that, when the reader of ``stream`` goes away, goes quiet
+    (the stream pointed at /dev/null) instead of rich's default: exit(1)."""
+    from rich.console import Console
+
+    class QuietOnBrokenPipe(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            silence(self.file)
+
+    return QuietOnBrokenPipe(file=stream)
 
 
 def every_page_failed(stats: CrawlStats) -> str | None:

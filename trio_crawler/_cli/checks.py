@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from .._crawl import effective_settings
 from .._crawl.admission import Admission
 from .._exceptions import SettingsError
-from .._export import check_target
+from .._export import check_target, unwritable
 from .._settings import Settings
 from .._spider import Request, Spider
 from .._stats import Counters
@@ -96,13 +96,6 @@ def check_outputs(
 
 def check_file(path: str, what: str) -> None:
     """``path`` can be created or overwritten (its directory exists and is writable)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise SettingsError(f"cannot write {what} to {path!r}: it is a directory")
-    if not os.path.isdir(directory):
-        raise SettingsError(f"cannot write {what} to {path!r}: no such directory {directory}")
-    if os.path.exists(path):
-        if not os.access(path, os.W_OK):
-            raise SettingsError(f"cannot write {what} to {path!r}: the file is read-only")
-    elif not os.access(directory, os.W_OK | os.X_OK):
-        raise SettingsError(f"cannot write {what} to {path!r}: {directory} is not writable")
+    problem = unwritable(path)
+    if problem is not None:
+        raise SettingsError(f"cannot write {what} to {path!r}: {problem.strerror}")

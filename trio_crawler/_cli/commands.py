@@ -37,10 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args_list)
     except BrokenPipeError:
-        # the reader of standard output went away (`status ... | head -1`): like `yes | head`
-        from .._export.text import silence_stdout
+        # the reader of our output went away (`status ... | head -1`): like `yes | head`
+        from .._export.text import silence
 
-        silence_stdout()
+        silence(sys.stdout)
+        silence(sys.stderr)
         return EXIT_OK
 
 

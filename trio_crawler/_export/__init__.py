@@ -25,6 +25,7 @@ is above ``resume_offset`` are deleted and the sequence goes on from there.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 
@@ -45,6 +46,7 @@ __all__ = [
     "item_type_name",
     "open_exporter",
     "to_record",
+    "unwritable",
 ]
 
 _EXTENSIONS: dict[str, str] = {
@@ -152,14 +154,22 @@ def check_target(target: str | os.PathLike[str], *, format: str | None = None) -
         if fmt == "sqlite":
             raise SettingsError("cannot write SQLite to standard output; give a file name")
         return fmt
+    problem = unwritable(path)
+    if problem is not None:
+        raise cannot_write(path, fmt, problem)
+    return fmt
+
+
+def unwritable(path: str) -> OSError | None:
+    """Why ``path`` could not be created or overwritten now (without touching it), or None."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise cannot_write(path, fmt, IsADirectoryError(21, "Is a directory"))
+        return IsADirectoryError(errno.EISDIR, "Is a directory")
     if not os.path.isdir(directory):
-        raise cannot_write(path, fmt, FileNotFoundError(2, "No such file or directory"))
+        return FileNotFoundError(errno.ENOENT, f"No such directory {directory}")
     if os.path.exists(path):
         if not os.access(path, os.W_OK):
-            raise cannot_write(path, fmt, PermissionError(13, "Permission denied"))
+            return PermissionError(errno.EACCES, "Permission denied (a read-only file)")
     elif not os.access(directory, os.W_OK | os.X_OK):
-        raise cannot_write(path, fmt, PermissionError(13, "Permission denied"))
-    return fmt
+        return PermissionError(errno.EACCES, f"Permission denied ({directory})")
+    return None

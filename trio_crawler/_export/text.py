@@ -58,7 +58,7 @@ class StdoutSink:
                 stream.flush()
         except BrokenPipeError:
             self.closed = True
-            silence_stdout()
+            silence()
             if self._on_closed is None:
                 raise
             self._on_closed()
@@ -68,12 +68,13 @@ class StdoutSink:
         pass  # never close the process's stdout
 
 
-def silence_stdout() -> None:
-    """Point standard output's descriptor at ``/dev/null`` after its reader went away, so
-    that nothing written later (the interpreter's last flush included) fails again: what
-    Python's documentation advises for EPIPE (``signal``, "Note on SIGPIPE")."""
+def silence(stream: Any = None) -> None:
+    """Point a standard stream's descriptor (stdout by default) at ``/dev/null`` after its
+    reader went away, so that nothing written later (the interpreter's last flush included)
+    fails again: what Python's documentation advises for EPIPE (``signal``, "Note on
+    SIGPIPE")."""
     try:
-        fd = sys.stdout.fileno()
+        fd = (stream or sys.stdout).fileno()
     except (AttributeError, OSError, ValueError):
         return  # not a real file (a test's replacement)
     devnull = os.open(os.devnull, os.O_WRONLY)
