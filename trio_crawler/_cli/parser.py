@@ -19,8 +19,7 @@ from .._exceptions import SettingsError
 from .._options import Meaning, SettingOption, shown_default, value_problem
 from .._settings import GROUPS, Settings, __version__, setting_options
 from .._spider import Spider
-
-EXIT_USAGE = 2
+from .running import EXIT_USAGE
 
 #: Bounds of the command's own numbers (not settings).
 MAX_PROGRESS_INTERVAL = 3600.0
@@ -157,11 +156,6 @@ def _entries(option: SettingOption, raw: Sequence[str], *, strip: bool = False) 
             raise SettingsError(f"{flag} takes {syntax}, not {entry!r}")
         out.append((name.strip(), value.strip()) if strip else (name, value))
     return out
-
-
-def setting_dests() -> frozenset[str]:
-    """The argparse destinations of setting flags (the fields' names)."""
-    return frozenset(o.name for o in setting_options() if o.meaning.flags or o.meaning.off_flags)
 
 
 # ------------------------------------------------------------------------------ the parser
