@@ -100,11 +100,14 @@ async def test_progress_lines_and_json_logs_when_not_a_terminal(tmp_path: Path) 
             )
     err = result.stderr.decode()
     assert result.returncode == 0, err
-    assert "progress: " in err and "pages/s" in err  # plain periodic lines, not a live display
-    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    assert any(entry["logger"].startswith("trio_crawler") for entry in logs), err
+    # --log-json: standard error is JSON objects only, progress and summary included
+    logs = [json.loads(line) for line in err.splitlines()]
+    assert any(entry["logger"].startswith("trio_crawler.engine") for entry in logs), err
     assert any("/missing" in entry["message"] for entry in logs)  # errors name the URL
-    assert "crawl summary" in err and "http_status" in err
+    progress = [entry for entry in logs if entry["message"] == "progress"]
+    assert progress and "pages_per_second" in progress[0]["stats"]  # periodic, not live
+    (summary,) = [entry for entry in logs if entry["message"] == "crawl summary"]
+    assert summary["stats"]["failures"] == {"http_status": 1}
 
 
 def test_module_entry_point_matches_console_script() -> None:

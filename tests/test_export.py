@@ -17,9 +17,9 @@ from typing import Any, NamedTuple, cast
 
 import pytest
 
-from trio_crawler import _export
 from trio_crawler._exceptions import FailureKind, SettingsError
-from trio_crawler._export import WRITE_THRESHOLD, Exporter, open_exporter
+from trio_crawler._export import WRITE_THRESHOLD, Exporter, check_target, open_exporter
+from trio_crawler._export import sqlite as export_sqlite
 from trio_crawler._records import item_type_name, to_record
 
 # --- item kinds ------------------------------------------------------------------------------
@@ -632,14 +632,14 @@ def test_sqlite_failed_batch_leaves_nothing(
     path = tmp_path / "out.db"
     exporter = open_exporter(path)
     exporter.write_many([{"a": 1}])
-    real = _export._sqlite_value
+    real = export_sqlite._sqlite_value
 
     def fussy(value: Any) -> Any:
         if value == "boom":
             raise RuntimeError("boom")
         return real(value)
 
-    monkeypatch.setattr(_export, "_sqlite_value", fussy)
+    monkeypatch.setattr(export_sqlite, "_sqlite_value", fussy)
     with pytest.raises(RuntimeError):
         exporter.write_many([{"a": 2, "new_column": 1}, {"a": "boom"}])
     exporter.write_many([{"a": 3, "later": 1}])
@@ -877,3 +877,69 @@ def test_text_buffer_helper_is_not_needed_for_stdout_without_buffer(
     exporter.write_many([{"a": "é"}])
     exporter.close()
     assert plain.getvalue() == '{"a":"é"}\n'
+
+
+# --- checking before opening; a reader that goes away ---------------------------------------
+
+
+def test_check_target_never_touches_the_file(tmp_path: pathlib.Path) -> None:
+    keep = tmp_path / "keep.jsonl"
+    keep.write_text("kept\n")
+    assert check_target(keep) == "jsonl"
+    assert check_target(tmp_path / "new.csv") == "csv"
+    assert check_target("-") == "jsonl"
+    assert keep.read_text() == "kept\n"
+    assert not (tmp_path / "new.csv").exists()
+    (tmp_path / "dir.db").mkdir()
+    for bad, fmt in [
+        (tmp_path / "missing" / "x.jsonl", None),
+        (tmp_path / "dir.db", None),
+        (tmp_path / "x.weird", None),
+        ("-", "sqlite"),
+        (keep, "nonsense"),
+    ]:
+        with pytest.raises(SettingsError) as excinfo:
+            check_target(bad, format=fmt)
+        _one_line_settings_error(excinfo)
+    assert keep.read_text() == "kept\n"
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere"
+)
+def test_check_target_read_only(tmp_path: pathlib.Path) -> None:
+    keep = tmp_path / "keep.jsonl"
+    keep.write_text("kept\n")
+    keep.chmod(0o400)
+    with pytest.raises(SettingsError, match=r"keep\.jsonl"):
+        check_target(keep)
+
+
+def _stdout_on_a_pipe_without_reader(monkeypatch: pytest.MonkeyPatch) -> int:
+    """sys.stdout on a real pipe whose reader has gone (as after ``| head -1``)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = io.TextIOWrapper(io.FileIO(write_end, "w"), encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", stream)
+    return write_end
+
+
+def test_stdout_reader_gone_calls_on_closed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    fd = _stdout_on_a_pipe_without_reader(monkeypatch)
+    calls: list[None] = []
+    exporter = open_exporter("-", on_closed=lambda: calls.append(None))
+    exporter.write_many([{"a": 1}])  # EPIPE: no exception, the callback instead
+    exporter.write_many([{"a": 2}])
+    exporter.close()
+    assert calls == [None]
+    assert os.path.samefile(f"/proc/self/fd/{fd}", os.devnull)  # later writes go nowhere
+    print("after the reader left")  # and plain prints do not fail either
+
+
+def test_stdout_reader_gone_without_callback_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stdout_on_a_pipe_without_reader(monkeypatch)
+    exporter = open_exporter("-")
+    with pytest.raises(BrokenPipeError):
+        exporter.write_many([{"a": 1}])
+    with pytest.raises(BrokenPipeError):
+        exporter.write_many([{"a": 2}])

@@ -82,3 +82,43 @@ async def test_crawl_commands_run(command: str, tmp_path: Path) -> None:
 def test_every_setting_is_documented() -> None:
     missing = [f.name for f in dataclasses.fields(Settings) if f"`{f.name}`" not in TEXT]
     assert not missing, f"settings missing from the README: {missing}"
+
+
+def _section(title: str) -> str:
+    start = TEXT.index(f"## {title}\n")
+    end = TEXT.find("\n## ", start + 1)
+    return TEXT[start : end if end > 0 else None]
+
+
+def test_every_flag_in_the_flags_table_exists() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    known = {
+        flag
+        for name in ("crawl", "run")
+        for action in sub.choices[name]._actions  # type: ignore[index]
+        for flag in action.option_strings
+    }
+    table = _section("The command line").split("| flag |", 1)[1].split("\n\n", 1)[0]
+    flags = set(re.findall(r"`(--?[a-zA-Z][\w-]*)", table)) - {"-vv"}  # -v twice
+    assert len(flags) > 30
+    assert flags <= known, f"README flags the CLI does not have: {sorted(flags - known)}"
+
+
+def test_exit_codes_match_the_cli() -> None:
+    from trio_crawler._cli import running
+
+    text = _section("The command line")
+    for code in (
+        running.EXIT_OK,
+        running.EXIT_FAILED,
+        running.EXIT_USAGE,
+        running.EXIT_INTERRUPTED,
+        running.EXIT_TERMINATED,
+    ):
+        assert f"`{code}`" in text
+
+
+def test_testing_section_says_trio_mode_is_needed() -> None:
+    section = _section("Testing your spider")
+    assert "trio_mode = true" in section and "pytest-trio" in section

@@ -115,7 +115,7 @@ def test_exchanges_and_failure_read_back(tmp_path: Path) -> None:
         writer.write_failure(
             "http://nowhere.invalid/", "dns", "cannot resolve nowhere.invalid", STARTED
         )
-    assert writer.paths == [str(tmp_path / "crawl-00000.warc.gz")]
+    assert writer.paths == [str(tmp_path / "crawl.warc.gz")]  # the name given
     records = read(writer.paths[0])
     assert [r["type"] for r in records] == [
         "warcinfo",
@@ -131,7 +131,7 @@ def test_exchanges_and_failure_read_back(tmp_path: Path) -> None:
         assert raw.read(10) == b"WARC/1.1\r\n"
 
     info = records[0]
-    assert info["headers"]["WARC-Filename"] == "crawl-00000.warc.gz"
+    assert info["headers"]["WARC-Filename"] == "crawl.warc.gz"
     assert b"software: trio-crawler/test\r\n" in info["raw"]
     assert b"format: WARC File Format 1.1\r\n" in info["raw"]
 
@@ -235,7 +235,11 @@ def test_rotation(tmp_path: Path) -> None:
     writer.close()  # idempotent
     paths = writer.paths
     assert len(paths) > 3
-    assert paths == [str(tmp_path / f"crawl-{i:05d}.warc.gz") for i in range(len(paths))]
+    # the name given first; a serial only once the size limit is reached
+    assert paths == [
+        str(tmp_path / "crawl.warc.gz"),
+        *(str(tmp_path / f"crawl-{i:05d}.warc.gz") for i in range(1, len(paths))),
+    ]
     seen = []
     for path in paths:
         records = read(path)  # each file stands alone
@@ -253,17 +257,25 @@ def test_rotation(tmp_path: Path) -> None:
 
 
 def test_never_overwrites(tmp_path: Path) -> None:
-    (tmp_path / "crawl-00000.warc.gz").write_bytes(b"old")
+    (tmp_path / "crawl.warc.gz").write_bytes(b"old")
+    (tmp_path / "crawl-00001.warc.gz").write_bytes(b"older")
     with WarcWriter(str(tmp_path / "crawl.warc.gz")) as writer:
         writer.write_exchange(exchange())
-    assert writer.paths == [str(tmp_path / "crawl-00001.warc.gz")]
-    assert (tmp_path / "crawl-00000.warc.gz").read_bytes() == b"old"
+    assert writer.paths == [str(tmp_path / "crawl-00002.warc.gz")]
+    assert (tmp_path / "crawl.warc.gz").read_bytes() == b"old"
+    assert (tmp_path / "crawl-00001.warc.gz").read_bytes() == b"older"
+
+
+def test_a_name_without_the_suffix_gets_it(tmp_path: Path) -> None:
+    with WarcWriter(str(tmp_path / "crawl")) as writer:
+        writer.write_exchange(exchange())
+    assert writer.paths == [str(tmp_path / "crawl.warc.gz")]
 
 
 def test_uncompressed(tmp_path: Path) -> None:
     with WarcWriter(str(tmp_path / "crawl.warc"), gzip=False) as writer:
         writer.write_exchange(exchange())
-    assert writer.paths == [str(tmp_path / "crawl-00000.warc")]
+    assert writer.paths == [str(tmp_path / "crawl.warc")]
     assert Path(writer.paths[0]).read_bytes().startswith(b"WARC/1.1\r\n")
     assert [r["type"] for r in read(writer.paths[0])] == ["warcinfo", "response", "request"]
 

@@ -5,6 +5,12 @@ between request starts on one host, robots.txt obeyed, three tries. The flags th
 per-host limits for one's own server are ``per_host_concurrency`` and ``per_host_delay``
 (``--per-host-concurrency``, ``--delay``).
 
+One source: each field carries its meaning in ``dataclasses.field(metadata=...)`` (a
+:class:`Meaning`): what it does, the sane range of a number, and for the fields the command
+line sets, their flags and metavar. :meth:`Settings.validate` enforces the ranges, the command
+line builds its setting flags from the same records (:func:`setting_options`), and the class
+docstring (``help(Settings)``) is generated from them.
+
 :meth:`Settings.validate` rejects nonsense with a one-line :class:`SettingsError`; it runs in
 ``__post_init__`` so an invalid object never exists.
 """
@@ -17,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from ._exceptions import SettingsError
+from ._options import SettingOption, document, option_of, setting, value_problem
 
 if TYPE_CHECKING:
     from ._spider import Drop, Page, Request, Retry
@@ -40,123 +47,442 @@ DEFAULT_STRIP_PARAMS: tuple[str, ...] = (
     "msclkid",
 )
 
+#: The longest delay or timeout a setting takes, in seconds (a day): beyond it is a typo.
+DAY = 86_400.0
+
+#: The command line's groups of setting flags, in the order ``--help`` shows them.
+LIMITS = "limits"
+POLITENESS = "concurrency and politeness"
+SCOPE = "scope"
+SAFETY = "retries, timeouts and safety"
+TRANSPORT = "proxies, TLS and archiving"
+GROUPS = (LIMITS, POLITENESS, SCOPE, SAFETY, TRANSPORT)
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """Everything a crawl can be told. Immutable; derive variants with :meth:`replace`."""
+    # the docstring is generated from the fields' meanings (at the end of this module)
 
     # --- concurrency
-    concurrency: int = 16
-    """Requests in flight at once, over all hosts (the crawl limiter)."""
-    processing_concurrency: int = 64
-    """``Spider.process`` calls running at once (the processing limiter)."""
-    per_host_concurrency: int = 2
-    """Requests in flight at once to one host (origin, or IP with ``politeness_key="ip"``)."""
-    per_host_delay: float = 0.25
-    """Minimum seconds between request starts on one host. robots.txt Crawl-delay raises it."""
-    max_crawl_delay: float = 30.0
-    """Cap on a robots.txt Crawl-delay (seconds)."""
-    politeness_key: Literal["origin", "ip"] = "origin"
-    adaptive_throttle: bool = False
-    """Follow each host's observed latency and back off on 429/503."""
+    concurrency: int = setting(
+        16,
+        "requests in flight over all hosts (the crawl limiter)",
+        group=POLITENESS,
+        flags=("-c", "--concurrency"),
+        metavar="N",
+        low=1,
+        high=10_000,
+    )
+    processing_concurrency: int = setting(
+        64,
+        "spider.process calls at once (the processing limiter)",
+        group=POLITENESS,
+        flags=("--processing-concurrency",),
+        metavar="N",
+        low=1,
+        high=100_000,
+    )
+    per_host_concurrency: int = setting(
+        2,
+        "requests in flight to one host (origin, or IP with politeness_key ip); raise it for "
+        "your own server",
+        group=POLITENESS,
+        flags=("--per-host-concurrency",),
+        metavar="N",
+        low=1,
+        high=10_000,
+    )
+    per_host_delay: float = setting(
+        0.25,
+        "minimum seconds between request starts on one host (robots.txt Crawl-delay raises "
+        "it); 0 for your own server",
+        group=POLITENESS,
+        flags=("--delay",),
+        metavar="SECONDS",
+        low=0,
+        high=DAY,
+    )
+    max_crawl_delay: float = setting(
+        30.0,
+        "cap on a robots.txt Crawl-delay (seconds)",
+        group=POLITENESS,
+        flags=("--max-crawl-delay",),
+        metavar="SECONDS",
+        low=0,
+        high=DAY,
+    )
+    politeness_key: Literal["origin", "ip"] = setting(
+        "origin",
+        "politeness per origin, or per IP address (ip: shared hosting)",
+        group=POLITENESS,
+        flags=("--politeness-key",),
+    )
+    adaptive_throttle: bool = setting(
+        False,
+        "follow each host's latency and back off on 429/503",
+        group=POLITENESS,
+        flags=("--adaptive-throttle",),
+    )
 
     # --- limits
-    max_depth: int | None = None
-    max_pages: int | None = None
-    max_duration: float | None = None
-    max_pages_per_host: int | None = None
-    max_links_per_page: int = 10_000
-    max_url_length: int = 2048
-    max_body_size: int = 10 * 1024 * 1024
+    max_depth: int | None = setting(
+        None,
+        "links deeper than this are not followed (the seeds are depth 0)",
+        group=LIMITS,
+        flags=("--max-depth",),
+        metavar="N",
+        low=0,
+        high=1_000_000,
+    )
+    max_pages: int | None = setting(
+        None,
+        "stop after this many pages",
+        group=LIMITS,
+        flags=("--max-pages",),
+        metavar="N",
+        low=1,
+        high=10**12,
+    )
+    max_duration: float | None = setting(
+        None,
+        "stop after this many seconds",
+        group=LIMITS,
+        flags=("--max-duration",),
+        metavar="SECONDS",
+        low=0,
+        above=True,
+        high=365 * DAY,
+    )
+    max_pages_per_host: int | None = setting(
+        None,
+        "page budget of one host",
+        group=LIMITS,
+        flags=("--max-pages-per-host",),
+        metavar="N",
+        low=1,
+        high=10**12,
+    )
+    max_links_per_page: int = setting(10_000, "links taken from one page", low=1, high=10**7)
+    max_url_length: int = setting(
+        2048, "longer URLs are dropped and counted (seeds too)", low=1, high=1_000_000
+    )
+    max_body_size: int = setting(
+        10 * 1024 * 1024,
+        "decoded bytes kept of a body; the rest is cut while streaming",
+        group=LIMITS,
+        flags=("--max-body-size",),
+        metavar="BYTES",
+        low=1,
+        high=1 << 32,
+        shown="10 MiB",
+    )
 
     # --- scope
-    scope: Literal["host", "domain", "any"] = "host"
-    """``host``: the start URLs' origins (port included); ``domain``: their registrable domains."""
-    allowed_domains: tuple[str, ...] = ()
-    denied_domains: tuple[str, ...] = ()
-    include_patterns: tuple[str, ...] = ()
-    """Regular expressions: when any is given, a URL must match one to be followed."""
-    exclude_patterns: tuple[str, ...] = ()
-    strip_params: tuple[str, ...] = DEFAULT_STRIP_PARAMS
-    sort_query: bool = True
+    scope: Literal["host", "domain", "any"] = setting(
+        "host",
+        "host: the seeds' origins (port included); domain: their registrable domains; any",
+        group=SCOPE,
+        flags=("--scope",),
+    )
+    allowed_domains: tuple[str, ...] = setting(
+        (),
+        "domains (and their subdomains) added to the scope",
+        group=SCOPE,
+        flags=("--allow-domain",),
+        metavar="DOMAIN",
+    )
+    denied_domains: tuple[str, ...] = setting(
+        (),
+        "domains (and their subdomains) taken out of the scope",
+        group=SCOPE,
+        flags=("--deny-domain",),
+        metavar="DOMAIN",
+    )
+    include_patterns: tuple[str, ...] = setting(
+        (),
+        "regular expressions: when any is given, a URL must match one to be followed (seeds too)",
+        group=SCOPE,
+        flags=("--include",),
+        metavar="REGEX",
+    )
+    exclude_patterns: tuple[str, ...] = setting(
+        (),
+        "never follow URLs matching one of these regular expressions",
+        group=SCOPE,
+        flags=("--exclude",),
+        metavar="REGEX",
+    )
+    strip_params: tuple[str, ...] = setting(
+        DEFAULT_STRIP_PARAMS,
+        "query parameters removed before dedupe (glob-like prefixes: utm_*)",
+        shown="utm_*, gclid...",
+    )
+    sort_query: bool = setting(True, "sort query parameters before dedupe")
 
     # --- trap guards
-    max_repeated_segments: int = 3
-    """A path segment repeated more than this many times marks a trap (``/a/b/a/b/a/b/a``)."""
-    max_query_variants: int = 500
-    """Distinct query strings followed for one path."""
-    max_path_depth: int = 32
-    """Path segments beyond which a URL is treated as a trap."""
+    max_repeated_segments: int = setting(
+        3,
+        "a path segment repeated more than this many times marks a trap (/a/b/a/b/a/b/a)",
+        low=1,
+        high=1_000,
+    )
+    max_query_variants: int = setting(
+        500, "distinct query strings followed for one path", low=1, high=10**7
+    )
+    max_path_depth: int = setting(
+        32, "path segments beyond which a URL is treated as a trap", low=1, high=10_000
+    )
 
     # --- politeness and robots
-    obey_robots: bool = True
-    obey_meta_robots: bool = True
-    obey_nofollow: bool = True
-    user_agent: str = DEFAULT_USER_AGENT
-    robots_error_ttl: float = 600.0
-    """How long a robots.txt 5xx/unreachable answer disallows a host before it is tried again."""
-    sitemaps: bool = False
+    obey_robots: bool = setting(
+        True,
+        "obey robots.txt even where the spider turns it off",
+        group=POLITENESS,
+        flags=("--obey-robots",),
+        off_flags=("--ignore-robots",),
+        off_help="do not fetch or obey robots.txt",
+    )
+    obey_meta_robots: bool = setting(
+        True,
+        "obey <meta name=robots> and X-Robots-Tag",
+        group=POLITENESS,
+        off_flags=("--ignore-meta-robots",),
+        off_help="ignore <meta name=robots> and X-Robots-Tag",
+    )
+    obey_nofollow: bool = setting(
+        True,
+        "do not follow rel=nofollow links",
+        group=POLITENESS,
+        off_flags=("--ignore-nofollow",),
+        off_help="follow rel=nofollow links",
+    )
+    user_agent: str = setting(
+        DEFAULT_USER_AGENT,
+        "the User-Agent header; its product token is what robots.txt rules match",
+        group=POLITENESS,
+        flags=("-A", "--user-agent"),
+        metavar="TEXT",
+        shown=f"trio-crawler/{__version__} (+https://...)",
+    )
+    robots_error_ttl: float = setting(
+        600.0,
+        "how long a robots.txt 5xx/unreachable answer disallows a host before it is tried "
+        "again (seconds)",
+        low=0,
+        high=30 * DAY,
+    )
+    sitemaps: bool = setting(
+        False,
+        "also crawl the URLs of each site's sitemaps (robots.txt Sitemap:, /sitemap.xml)",
+        group=POLITENESS,
+        flags=("--sitemaps",),
+    )
 
     # --- retries and timeouts
-    max_retries: int = 2
-    """Retries after the first try (3 tries in all)."""
-    retry_backoff: float = 0.5
-    retry_backoff_max: float = 60.0
-    max_retry_after: float = 120.0
-    """A Retry-After longer than this fails the URL (``retry_after_too_long``)."""
-    max_rate_limit_waits: int = 5
-    """A request the spider's ``rate_limit_delay`` sends back more often than this fails as
-    ``rate_limited`` (each wait is the spider's; GitHub's spider doubles them)."""
-    connect_timeout: float = 10.0
-    read_timeout: float = 20.0
-    request_timeout: float = 60.0
-    """Whole-request deadline: a dripping server cannot hold a fetcher longer."""
-    max_redirects: int = 10
+    max_retries: int = setting(
+        2,
+        "retries after the first try",
+        group=SAFETY,
+        flags=("--max-retries",),
+        metavar="N",
+        low=0,
+        high=100,
+    )
+    retry_backoff: float = setting(
+        0.5, "first backoff before a retry (seconds), doubled each time", low=0, high=DAY
+    )
+    retry_backoff_max: float = setting(60.0, "longest backoff (seconds)", low=0, high=DAY)
+    max_retry_after: float = setting(
+        120.0,
+        "a Retry-After longer than this (seconds) fails the URL (retry_after_too_long)",
+        low=0,
+        high=7 * DAY,
+    )
+    max_rate_limit_waits: int = setting(
+        5,
+        "a request the spider's rate_limit_delay sends back more often than this fails as "
+        "rate_limited (each wait is the spider's; GitHub's spider doubles them)",
+        low=1,
+        high=1000,
+    )
+    connect_timeout: float = setting(
+        10.0,
+        "seconds to wait for a connection (TCP and TLS)",
+        group=SAFETY,
+        flags=("--connect-timeout",),
+        metavar="SECONDS",
+        low=0,
+        above=True,
+        high=DAY,
+    )
+    read_timeout: float = setting(
+        20.0,
+        "seconds to wait for each read from the server",
+        group=SAFETY,
+        flags=("--read-timeout",),
+        metavar="SECONDS",
+        low=0,
+        above=True,
+        high=DAY,
+    )
+    request_timeout: float = setting(
+        60.0,
+        "whole-request deadline (seconds): a dripping server cannot hold a fetcher longer",
+        group=SAFETY,
+        flags=("--timeout",),
+        metavar="SECONDS",
+        low=0,
+        above=True,
+        high=DAY,
+    )
+    max_redirects: int = setting(
+        10,
+        "redirect hops followed from one URL",
+        group=SAFETY,
+        flags=("--max-redirects",),
+        metavar="N",
+        low=0,
+        high=100,
+    )
 
     # --- network safety
-    allow_private: bool = False
-    """Allow loopback/private/link-local targets beyond the seeds' own host:port."""
-    allowed_addresses: tuple[str, ...] = ()
-    """Extra ``address:port`` pairs the address guard lets through (tests use this)."""
+    allow_private: bool = setting(
+        False,
+        "allow loopback/private/link-local targets beyond the seeds' own host:port",
+        group=SAFETY,
+        flags=("--allow-private",),
+    )
+    allowed_addresses: tuple[str, ...] = setting(
+        (),
+        "address:port pairs the address guard lets through",
+        group=SAFETY,
+        flags=("--allow-address",),
+        metavar="ADDR:PORT",
+    )
 
     # --- transport: proxies, TLS, archiving
-    proxy: str | None = None
-    """Send every request through this proxy (``http://``, ``https://`` or ``socks5://``)."""
-    proxy_rules: tuple[tuple[str, str], ...] = ()
-    """``(host or *.domain, proxy URL or "direct")`` pairs, checked before ``proxy``."""
-    trust_env: bool = False
-    """Honour HTTP_PROXY/HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE from the environment."""
-    verify_tls: bool = True
-    """Verify certificates (turn off for an intercepting proxy or a lab target)."""
-    ca_bundle: str | None = None
-    """A PEM file of extra certificate authorities to trust (an intercepting proxy's CA)."""
-    client_cert: str | None = None
-    """A PEM client certificate (with its key, or give ``client_key``) presented to servers."""
-    client_key: str | None = None
-    warc: str | None = None
-    """Write every request and response (failures and redirects too) to this WARC file."""
-    warc_max_size: int = 1 << 30
-    """Rotate WARC files at this size (bytes)."""
+    proxy: str | None = setting(
+        None,
+        "send every request through this proxy (http://, https:// or socks5://)",
+        group=TRANSPORT,
+        flags=("--proxy",),
+        metavar="URL",
+    )
+    proxy_rules: tuple[tuple[str, str], ...] = setting(
+        (),
+        "proxy (or 'direct') for HOST or *.DOMAIN, checked before proxy",
+        group=TRANSPORT,
+        flags=("--proxy-rule",),
+        metavar="HOST=URL",
+        syntax="HOST=URL",
+    )
+    trust_env: bool = setting(
+        False,
+        "honour HTTP_PROXY/HTTPS_PROXY/NO_PROXY and SSL_CERT_FILE from the environment",
+        group=TRANSPORT,
+        flags=("--trust-env",),
+    )
+    verify_tls: bool = setting(
+        True,
+        "verify TLS certificates",
+        group=TRANSPORT,
+        off_flags=("-k", "--insecure"),
+        off_help="do not verify TLS certificates (intercepting proxy, lab target)",
+    )
+    ca_bundle: str | None = setting(
+        None,
+        "also trust the certificate authorities in this PEM file (an intercepting proxy's CA)",
+        group=TRANSPORT,
+        flags=("--ca-bundle",),
+        metavar="PEM",
+    )
+    client_cert: str | None = setting(
+        None,
+        "present this PEM client certificate (with its key, or give client_key)",
+        group=TRANSPORT,
+        flags=("--client-cert",),
+        metavar="PEM",
+    )
+    client_key: str | None = setting(
+        None,
+        "the client certificate's key (PEM)",
+        group=TRANSPORT,
+        flags=("--client-key",),
+        metavar="PEM",
+    )
+    warc: str | None = setting(
+        None,
+        "archive every request and response (failures and redirects too) in this WARC 1.1 file",
+        group=TRANSPORT,
+        flags=("--warc",),
+        metavar="FILE",
+    )
+    warc_max_size: int = setting(
+        1 << 30,
+        "start a new WARC file (NAME-00001.warc.gz...) past this size",
+        group=TRANSPORT,
+        flags=("--warc-max-size",),
+        metavar="BYTES",
+        low=1,
+        high=1 << 40,
+        shown="1 GiB",
+    )
 
     # --- behaviour
-    fail_fast: bool = False
-    """Stop the crawl at the first exception from spider code."""
-    items_buffer: int = 64
-    """Buffer of the opt-in ``crawler.items()`` channel; a slow reader applies backpressure."""
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    """Headers sent with every request (the spider's and the request's own win)."""
-    cookies: bool = True
-    """Keep cookies, each only for the origin that set it."""
-    credentials: tuple[tuple[str, str], ...] = ()
-    """``(host, "user:password" | "bearer:TOKEN")`` pairs: Authorization sent to that host only."""
-    order: Literal["breadth", "depth"] = "breadth"
-    """Within a host, serve higher ``Request.priority`` first, then breadth- or depth-first."""
-    dedupe_content: bool = False
-    """Skip link extraction on a page whose body was already seen (mirrors, session ids)."""
-    before_request: tuple[BeforeRequest, ...] = ()
-    """Async hooks run before each request, before the spider's own (see :mod:`._hooks`)."""
-    after_response: tuple[AfterResponse, ...] = ()
-    """Async hooks run after each response, before the spider's own."""
+    fail_fast: bool = setting(
+        False,
+        "stop the crawl at the first exception from spider code",
+        group=SAFETY,
+        flags=("--fail-fast",),
+    )
+    items_buffer: int = setting(
+        64,
+        "buffer of the opt-in crawler.items() channel; a slow reader applies backpressure",
+        low=1,
+        high=1_000_000,
+    )
+    headers: Mapping[str, str] = setting(
+        factory=dict,
+        help="headers sent with every request (the spider's and the request's own win)",
+        group=POLITENESS,
+        flags=("-H", "--header"),
+        metavar="'NAME: VALUE'",
+        syntax="NAME: VALUE",
+        shown="{}",
+    )
+    cookies: bool = setting(
+        True,
+        "keep cookies, each only for the origin that set it",
+        group=POLITENESS,
+        off_flags=("--no-cookies",),
+        off_help="do not keep cookies (by default each origin gets back only its own)",
+    )
+    credentials: tuple[tuple[str, str], ...] = setting(
+        (),
+        "credentials for HOST only (HOST=bearer:TOKEN for a bearer token)",
+        group=POLITENESS,
+        flags=("--auth",),
+        metavar="HOST=USER:PASSWORD",
+        syntax="HOST=USER:PASSWORD",
+    )
+    order: Literal["breadth", "depth"] = setting(
+        "breadth",
+        "within a host, after Request.priority: breadth-first or depth-first",
+        group=POLITENESS,
+        flags=("--order",),
+    )
+    dedupe_content: bool = setting(
+        False,
+        "do not follow the links of a page whose body was already seen (mirrors, session ids)",
+        group=POLITENESS,
+        flags=("--dedupe-content",),
+    )
+    before_request: tuple[BeforeRequest, ...] = setting(
+        (), "async hooks run before each request, before the spider's own"
+    )
+    after_response: tuple[AfterResponse, ...] = setting(
+        (), "async hooks run after each response, before the spider's own"
+    )
 
     #: The fields that identify a crawl with its seeds and spider: a stored crawl resumes only
     #: with the same values (they decide which URLs belong to it and how they are deduped).
@@ -184,62 +510,10 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        def positive_int(name: str) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SettingsError(f"{name} must be a whole number of at least 1, not {value!r}")
-
-        def optional_positive_int(name: str) -> None:
-            if getattr(self, name) is not None:
-                positive_int(name)
-
-        def non_negative(name: str, *, allow_zero: bool = True) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise SettingsError(f"{name} must be a number, not {value!r}")
-            if value < 0 or (not allow_zero and value == 0) or value != value:
-                need = "at least 0" if allow_zero else "more than 0"
-                raise SettingsError(f"{name} must be {need}, not {value!r}")
-
-        for name in (
-            "concurrency",
-            "processing_concurrency",
-            "per_host_concurrency",
-            "max_links_per_page",
-            "max_url_length",
-            "max_body_size",
-            "max_repeated_segments",
-            "max_query_variants",
-            "max_path_depth",
-            "items_buffer",
-            "max_rate_limit_waits",
-        ):
-            positive_int(name)
-        for name in ("max_pages", "max_pages_per_host"):
-            optional_positive_int(name)
-        if self.max_depth is not None and (
-            not isinstance(self.max_depth, int) or self.max_depth < 0
-        ):
-            raise SettingsError(f"max_depth must be 0 or more, not {self.max_depth!r}")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise SettingsError(f"max_retries must be 0 or more, not {self.max_retries!r}")
-        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
-            raise SettingsError(f"max_redirects must be 0 or more, not {self.max_redirects!r}")
-        for name in (
-            "per_host_delay",
-            "max_crawl_delay",
-            "retry_backoff",
-            "retry_backoff_max",
-            "max_retry_after",
-            "robots_error_ttl",
-        ):
-            non_negative(name)
-        for name in ("connect_timeout", "read_timeout", "request_timeout"):
-            non_negative(name, allow_zero=False)
-        if self.max_duration is not None:
-            non_negative("max_duration", allow_zero=False)
-        if self.scope not in ("host", "domain", "any"):
-            raise SettingsError(f"scope must be host, domain or any, not {self.scope!r}")
+        for option in setting_options():
+            problem = value_problem(option, getattr(self, option.name))
+            if problem is not None:
+                raise SettingsError(f"{option.name} {problem}")
         if self.credentials:
             from ._session import Credentials
 
@@ -254,14 +528,9 @@ class Settings:
                 )
         if self.client_key and not self.client_cert:
             raise SettingsError("client_key needs client_cert")
-        positive_int("warc_max_size")
-        if self.order not in ("breadth", "depth"):
-            raise SettingsError(f"order must be breadth or depth, not {self.order!r}")
         for hook in (*self.before_request, *self.after_response):
             if not callable(hook):
                 raise SettingsError(f"a hook must be an async callable, not {hook!r}")
-        if self.politeness_key not in ("origin", "ip"):
-            raise SettingsError(f"politeness_key must be origin or ip, not {self.politeness_key!r}")
         for pattern in (*self.include_patterns, *self.exclude_patterns):
             try:
                 re.compile(pattern)
@@ -273,3 +542,18 @@ class Settings:
             host, sep, port = addr.rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise SettingsError(f"allowed address must be ADDRESS:PORT, not {addr!r}")
+
+
+_OPTIONS: tuple[SettingOption, ...] = tuple(option_of(f) for f in dataclasses.fields(Settings))
+
+
+def setting_options() -> tuple[SettingOption, ...]:
+    """Every field of :class:`Settings` with its meaning, in declaration order."""
+    return _OPTIONS
+
+
+Settings.__doc__ = document(
+    "Everything a crawl can be told. Immutable; derive variants with :meth:`replace`.\n\n"
+    "An invalid value raises a one-line SettingsError when the object is made.",
+    _OPTIONS,
+)

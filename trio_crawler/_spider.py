@@ -344,6 +344,7 @@ class Spider:
     ``custom_settings`` overrides of :class:`~trio_crawler.Settings` fields this spider needs
                       (the user's explicit flags still win)
     ``args``          the ``--arg NAME=VALUE`` names this spider takes, with their help text
+    ``item_types``    the classes of the items it yields (``run SPIDER --help`` lists their fields)
 
     Constructor keyword arguments are the ``--arg`` values (strings).
     """
@@ -355,6 +356,7 @@ class Spider:
     headers: Mapping[str, str] = {}
     custom_settings: ClassVar[Mapping[str, Any]] = {}
     args: ClassVar[Mapping[str, str]] = {}
+    item_types: ClassVar[tuple[type, ...]] = ()
 
     def __init__(self, **kwargs: str) -> None:
         unknown = sorted(set(kwargs) - set(self.args))

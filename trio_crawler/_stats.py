@@ -8,12 +8,16 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-#: Why a crawl ended. ``finished``: no work left. The rest name the limit or event that stopped it.
+#: Why a crawl ended. ``finished``: no work left. The rest name the limit or event that stopped it
+#: (``interrupted``: Ctrl-C; ``terminated``: SIGTERM; ``output_closed``: the reader of standard
+#: output went away, as with ``| head``).
 STOP_REASONS = (
     "finished",
     "max_pages",
     "max_duration",
     "interrupted",
+    "terminated",
+    "output_closed",
     "cancelled",
     "fail_fast",
     "error",

@@ -29,13 +29,14 @@ try to de-chunk it again); a body cut at the crawler's size limit carries
 (HTTP/1.1 always sends it). ``WARC-Target-URI`` is the URL without its fragment (what
 was requested).
 
-Files and rotation: ``WarcWriter("out/crawl.warc.gz")`` writes ``out/crawl-00000.warc.gz``,
-then, once a file has grown past ``max_size`` bytes, ``crawl-00001.warc.gz`` and so on (the
-numbering wget uses; the names sort in order). A file is only rotated between exchanges, so a
-request and its response always share a file, and a file exceeds ``max_size`` by at most one
-exchange. Existing files are never overwritten: a serial already on disk (a resumed crawl) is
-skipped. Each record is its own gzip member (the WARC convention, and warcio's), compressed at
-level 6: the same size as warcio's level 9 on HTML for a third to a half of the CPU time.
+Files and rotation: ``WarcWriter("out/crawl.warc.gz")`` writes ``out/crawl.warc.gz``, the name
+given (``.warc.gz`` is added to a name without it), then, once a file has grown past
+``max_size`` bytes, ``crawl-00001.warc.gz``, ``crawl-00002.warc.gz`` and so on. A file is only
+rotated between exchanges, so a request and its response always share a file, and a file
+exceeds ``max_size`` by at most one exchange. Existing files are never overwritten: a name
+already on disk (a resumed crawl) is skipped for the next serial. Each record is its own gzip
+member (the WARC convention, and warcio's), compressed at level 6: the same size as warcio's
+level 9 on HTML for a third to a half of the CPU time.
 
 Writes go through a 1 MiB file buffer; :meth:`WarcWriter.flush` pushes it to the OS and
 :meth:`WarcWriter.close` (idempotent) closes the file. An unwritable path raises
@@ -178,7 +179,7 @@ def _request_head(
 class WarcWriter:
     """Writes a crawl's exchanges to rotating, gzip-compressed WARC 1.1 files.
 
-    ``path`` names the files: ``crawl.warc.gz`` gives ``crawl-00000.warc.gz``,
+    ``path`` names the files: ``crawl.warc.gz`` gives ``crawl.warc.gz``, then
     ``crawl-00001.warc.gz``... (see the module docstring). ``max_size`` is the size in bytes
     past which the next exchange goes to a new file. ``info`` adds fields to each warcinfo
     record (``operator``, ``robots``, ``http-header-user-agent``...).
@@ -328,6 +329,8 @@ class WarcWriter:
     # -- files -----------------------------------------------------------------------------
 
     def _name(self, serial: int) -> str:
+        if serial == 0:
+            return f"{self._stem}{self._suffix}"  # the name given
         return f"{self._stem}-{serial:0{_SERIAL_DIGITS}d}{self._suffix}"
 
     def _open_next(self) -> None:

@@ -6,7 +6,9 @@
     async def test_my_spider():
         site = Site({"/": html_page("<a href='/a'>a</a>"), "/a": html_page("hello")})
         async with open_site_server(site) as server:
-            stats = await crawl(MySpider(), loopback_settings(server), [server.url("/")])
+            stats = await crawl(
+                MySpider(), loopback_settings(server), start_urls=[server.url("/")]
+            )
         assert stats.pages_ok == 2
         assert [r.path for r in server.requests] == ["/robots.txt", "/", "/a"]
 

@@ -76,6 +76,9 @@ from .scraper import Scraper
 
 log = logging.getLogger("trio_crawler.engine")
 
+#: Seconds between two hand-overs of buffered output records to the OS, at most.
+OUTPUT_FLUSH_INTERVAL = 1.0
+
 #: Failures that are an ordinary part of crawling: logged at INFO, not WARNING.
 _QUIET_KINDS = frozenset({FailureKind.ROBOTS, FailureKind.HTTP_STATUS, FailureKind.OUT_OF_SCOPE})
 
@@ -259,8 +262,6 @@ class Crawler:
             async with self.store.open(self.crawl_meta(), self._counters) as resumed:
                 self.resumed = resumed
                 self._budget_base = self._counters.dropped.get("host_budget", 0)
-                self._open_outputs()
-                archive.open()
                 try:
                     async with Fetcher(
                         self.settings,
@@ -268,6 +269,8 @@ class Crawler:
                         resolver=self._resolver,
                         transport=self._transport,
                     ) as fetcher:
+                        archive.open()
+                        self._open_outputs()  # last: what fails first leaves them untouched
                         self._pipeline = self._build_pipeline(fetcher, archive)
                         async with trio.open_nursery() as nursery:
                             await self._start_tasks(nursery)
@@ -330,16 +333,27 @@ class Crawler:
             nursery.start_soon(self._deadline, s.max_duration, name="trio_crawler.deadline")
         if self._shared is not None:
             nursery.start_soon(run_workers, self._shared, self._workers, name="trio_crawler.procs")
+        if self.exporters:
+            nursery.start_soon(self._flush_outputs, name="trio_crawler.outputs")
 
     def _open_outputs(self) -> None:
         """Open the output files at the offsets the store committed (resume), attach them."""
         offsets = self.store.output_offsets()
+        token = trio.lowlevel.current_trio_token()
+
+        def stdout_closed() -> None:  # the reader of stdout left (| head): from any thread
+            with suppress(trio.RunFinishedError):
+                token.run_sync_soon(self.stop, "output_closed")
+
         opened: list[Exporter] = []
         try:
             for target in self.output_targets:
                 opened.append(
                     open_exporter(
-                        target, format=self._output_format, resume_offset=offsets.get(target)
+                        target,
+                        format=self._output_format,
+                        resume_offset=offsets.get(target),
+                        on_closed=stdout_closed,
                     )
                 )
         except BaseException:
@@ -354,6 +368,14 @@ class Crawler:
         self._counters.links_queued += await self.store.add(await self._politeness.keyed(new))
         if not new:
             log.warning("no start URL was admitted: nothing to crawl")
+
+    async def _flush_outputs(self) -> None:
+        """Outputs reach the OS at least once a second, however slow the crawl (``tail -f``);
+        between, a fast crawl still writes them in large batches."""
+        while not self._work_done.is_set():
+            with trio.move_on_after(OUTPUT_FLUSH_INTERVAL):
+                await self._work_done.wait()
+            await self.store.flush()
 
     async def _deadline(self, seconds: float) -> None:
         with trio.move_on_after(seconds):

@@ -117,6 +117,13 @@ class Exchange:
                 return Again(retried, decision.delay)
             return Failed(exc.kind, f"{exc.kind}: {exc.args[0]}")
         self._archive.record(url, result)
+        log.debug(
+            "GET %s: %d, %d bytes in %.0f ms",
+            url,
+            result.status,
+            result.wire_bytes,
+            result.elapsed * 1000,
+        )
         c.requests += 1
         c.wire_bytes += result.wire_bytes
         if self._cookies is not None and "set-cookie" in result.headers:

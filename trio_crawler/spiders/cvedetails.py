@@ -74,6 +74,7 @@ class CveDetailsSpider(Spider):
 
     name = "cvedetails"
     description = "CVE list of cvedetails.com: id, summary, dates, CVSS score, CWE, impact"
+    item_types = (Cve, ParseError)
     args = {
         "base_url": f"site to crawl (default {DEFAULT_BASE_URL})",
         "details": "1 to also fetch each CVE's page for CWE, categories and impact (default 0)",

@@ -39,6 +39,7 @@ class GenericSpider(Spider):
 
     name = "generic"
     description = "record every page (status, type, size, title, links) and follow links"
+    item_types = (PageRecord,)
     accept = "any"
 
     def __init__(self, start_urls: tuple[str, ...] = (), **kwargs: str) -> None:

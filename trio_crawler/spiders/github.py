@@ -60,7 +60,7 @@ from urllib.parse import urljoin, urlsplit
 from .._exceptions import SettingsError
 from .._retry import parse_retry_after
 from .._spider import Failure, Page, Request, Spider, register
-from ._shared import checked_base_url, parse_error, warn_failed
+from ._shared import ParseError, checked_base_url, parse_error, warn_failed
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,7 @@ class GithubSpider(Spider):
 
     name = "github"
     description = "public members of a GitHub organisation, via the REST API"
+    item_types = (Member, ParseError)
     accept = "json"
     args = {
         "org": f"organisation login (default {DEFAULT_ORG})",

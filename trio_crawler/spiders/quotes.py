@@ -45,6 +45,7 @@ class QuotesSpider(Spider):
 
     name = "quotes"
     description = "quotes.toscrape.com: text, author, tags (JavaScript pages, no browser)"
+    item_types = (Quote, ParseError)
     args = {
         "mode": "js (default): read the /js/ pages' embedded data; html: the plain pages",
         "base_url": f"site to crawl (default {DEFAULT_BASE_URL})",
