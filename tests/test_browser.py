@@ -381,6 +381,41 @@ async def test_wait_for_a_selector(browser: Browser) -> None:
     assert not missing.settled and missing.cut_reason == "wait_for"
 
 
+# --------------------------------------------------------------------------- isolation
+@pytest.mark.parametrize("pages_per_tab", [1, 5])
+async def test_a_page_sees_nothing_the_page_before_it_left(pages_per_tab: int) -> None:
+    _chromium_or_skip()
+    writer = """<script>document.cookie = "js=1; path=/"; localStorage.setItem("l", "1");
+        sessionStorage.setItem("s", "1"); window.name = "left";</script><p>wrote</p>"""
+    reader = """<p id="out"></p><script>document.getElementById("out").textContent =
+        [document.cookie, localStorage.length, sessionStorage.length, window.name].join("|");
+        </script>"""
+    site = Site(
+        {
+            "/write": Response(body=page(writer),
+                               headers=(*HTML, ("set-cookie", "header=1; Path=/"))),
+            "/read": Response(body=page(reader)),
+        }
+    )
+    options = BrowserOptions(concurrency=1, pages_per_tab=pages_per_tab)
+    async with open_browser(options) as browser:
+        with trio.fail_after(60):
+            await render_site(browser, site, "/write")
+            # the same origin (port included: one server for both pages)
+            async with open_site_server(site) as server, Fetcher(
+                loopback_settings(server)
+            ) as fetcher:
+                for path in ("/write", "/read"):
+                    url = server.url(path)
+                    rendered = await browser.render(
+                        url, document=await fetch_document(fetcher, url),
+                        fetch=fetch_through(fetcher),
+                    )
+        stats = browser.statistics()
+    assert '<p id="out">|0|0|</p>' in rendered.html
+    assert stats.tabs_opened == (3 if pages_per_tab == 1 else 1)
+
+
 # ------------------------------------------------------------------ dialogs, popups, navigation
 async def test_dialogs_are_dismissed(browser: Browser) -> None:
     body = """<p id="out"></p><script>

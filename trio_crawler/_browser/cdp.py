@@ -66,6 +66,14 @@ class CdpSession:
             self.connection._sessions[child_id] = self
             self._children.append(child_id)
 
+    def forget_children(self) -> None:
+        """Stop routing the events of the sessions :meth:`adopt` added (their page is gone)."""
+        sessions = self.connection._sessions
+        for child in self._children:
+            if sessions.get(child) is self:
+                del sessions[child]
+        self._children.clear()
+
     def close(self) -> None:
         """Stop receiving this session's events (the reader drops later ones)."""
         sessions = self.connection._sessions
