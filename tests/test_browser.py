@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 import trio
 
-from trio_crawler import FetchError
+from trio_crawler import FailureKind, FetchError
 from trio_crawler._browser import (
     Browser,
     BrowserCrashed,
@@ -547,6 +550,99 @@ async def test_the_browser_is_retired_after_its_quota_of_pages() -> None:
             assert await _wait_gone(first) == []
         stats = browser.statistics()
     assert (stats.rendered, stats.browsers_started, stats.browsers_retired) == (3, 2, 1)
+
+
+async def test_a_hung_browser_fails_the_render_and_is_replaced(browser: Browser) -> None:
+    gate = Gate()
+    site = Site({"/": Response(body=page('<script src="/held.js"></script>')),
+                 "/held.js": gate})
+    stopped: list[int] = []
+
+    async def stop_when_held() -> None:
+        await gate.arrived.wait()
+        stopped.extend(browser.chromium_pids())
+        os.killpg(browser.statistics().pids[0], signal.SIGSTOP)  # alive, answering nothing
+
+    options = BrowserOptions(concurrency=1, time_limit=1.0, stuck_timeout=0.5)
+    async with open_browser(options) as hung:
+        browser = hung
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_when_held)
+                failed = await render_failure(hung, site)
+            gate.release.set()
+            assert isinstance(failed, BrowserCrashed) and "hung" in str(failed)
+            assert await _wait_gone(stopped) == []  # SIGKILL ends stopped processes too
+            again, _, _ = await render_site(hung, Site({"/": Response(body=page("<i>up</i>"))}))
+        assert again.settled and hung.statistics().browsers_started == 2
+
+
+def test_a_crawler_killed_by_sigkill_leaves_no_browser_behind(tmp_path: Path) -> None:
+    _chromium_or_skip()
+    script = tmp_path / "holder.py"
+    script.write_text(
+        "import trio\n"
+        "from trio_crawler._browser import BrowserOptions\n"
+        "from trio_crawler._browser.chromium import open_chromium\n"
+        "async def main():\n"
+        "    async with open_chromium(BrowserOptions()) as c:\n"
+        "        print(' '.join(map(str, c.pids())), flush=True)\n"
+        "        await trio.sleep(60)\n"
+        "trio.run(main)\n"
+    )
+    holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        pids = [int(p) for p in holder.stdout.readline().split()]
+    finally:
+        holder.kill()  # nothing runs in the crawler now: no finally, no kill of its own
+        holder.wait(10)
+    assert len(pids) >= 3
+    # the browser reads the end of its pipe and exits by itself
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [p for p in pids if _alive(p)] == []
+
+
+async def test_a_fetch_that_raises_a_crawler_error_is_a_refusal(browser: Browser) -> None:
+    body = '<p id="out"></p><script>fetch("/x").then(() => "ok", () => "refused")' \
+           '.then(t => { document.getElementById("out").textContent = t; });</script>'
+    async with open_site_server(Site({"/": Response(body=page(body))})) as server:
+
+        async def failing(request: BrowserRequest) -> BrowserResponse | Refusal:
+            raise FetchError(FailureKind.ROBOTS, "disallowed by robots.txt", url=request.url)
+
+        async def broken(request: BrowserRequest) -> BrowserResponse | Refusal:
+            raise KeyError("a bug in the stage")
+
+        document = BrowserResponse(200, HTML, page(body))
+        with trio.fail_after(30):
+            rendered = await browser.render(server.url("/"), document=document, fetch=failing)
+            with pytest.raises(KeyError):
+                await browser.render(server.url("/"), document=document, fetch=broken)
+    assert '<p id="out">refused</p>' in rendered.html
+    (sub,) = rendered.subrequests
+    assert sub.outcome == "refused" and sub.reason and "robots" in sub.reason
+
+
+async def test_the_dom_is_cut_at_its_bound() -> None:
+    _chromium_or_skip()
+    body = '<script>document.body.append("x".repeat(100000));</script>'
+    async with open_browser(BrowserOptions(concurrency=1, max_dom_chars=1000)) as small:
+        with trio.fail_after(30):
+            rendered, _, _ = await render_site(small, Site({"/": Response(body=page(body))}))
+    assert rendered.html_truncated and len(rendered.html) == 1000
+
+
+async def test_an_invalid_wait_for_selector_fails_the_render(browser: Browser) -> None:
+    with trio.fail_after(30):
+        async with open_site_server(Site({"/": Response(body=page("x"))})) as server:
+            with pytest.raises(RenderError, match="not a valid CSS selector"):
+                await browser.render(
+                    server.url("/"), document=BrowserResponse(200, HTML, page("x")),
+                    fetch=fetch_through(Fetcher(loopback_settings(server))), wait_for="a[[",
+                )
 
 
 async def test_no_chromium_is_one_clear_error() -> None:

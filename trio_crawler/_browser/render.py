@@ -51,6 +51,8 @@ __all__ = ["Browser", "BrowserStatistics", "open_browser"]
 _SLACK = 5.0
 #: How often at most the browser's memory is measured (it walks /proc).
 _MEMORY_CHECK_INTERVAL = 1.0
+#: How long the browser process gets to answer when a page is stuck (else it is hung).
+_PROBE_TIMEOUT = 2.0
 #: How long a DOM read may wait before the page's running script is terminated.
 _TERMINATE_AFTER = 0.5
 
@@ -246,12 +248,20 @@ class Browser:
             raise BrowserCrashed(
                 f"the browser did not finish {url} within {bound:g}s: it is hung"
             ) from None
+        except PageStuck as exc:
+            stuck = exc
         finally:
             if tab is not None:
                 if keep and instance.usable:
                     instance.idle.append(tab)
                 else:
                     tab.close()
+        # the page's renderer is stuck, or the whole browser? The browser process answers
+        # this itself, whatever its pages do.
+        with trio.move_on_after(_PROBE_TIMEOUT):
+            await instance.connection.execute("Browser.getVersion")
+            raise stuck
+        raise BrowserCrashed(f"the browser is hung: {stuck}") from stuck
 
     async def _instance(self) -> _Instance:
         async with self._launch:
