@@ -15,55 +15,54 @@ reaps the browser and removes the profile directory. The browser's network is a 
 request that escaped interception would fail, not leak.
 
 **Tasks.** In the browser's nursery, per browser process: the pipe's reader and writer
-(:class:`.cdp.CdpConnection`), a watcher of the process (its exit breaks the connection),
-a drain of its stderr, and the instance task that holds them until the browser is to
-stop. The renders run in the *callers'* tasks: ``render`` takes a tab token (a
-``trio.CapacityLimiter`` of ``options.concurrency``, taken and released by that task),
-then per page a nursery with the page's event task and one task per request in the
-crawler's hands (at most ``fetch_concurrency`` at once in ``fetch``).
+(:class:`.cdp.CdpConnection`), a watcher of the process (its exit breaks the connection), a
+drain of its stderr, and the instance task that holds them until the browser is to stop. The
+renders run in the *callers'* tasks: ``render`` takes a tab token (a
+``trio.CapacityLimiter`` of ``options.concurrency``, taken and released by that task), then
+per page a nursery with the page's event task and one task per request in the crawler's
+hands (at most ``fetch_concurrency`` at once in ``fetch``).
 
 **Channels.** The reader puts each event on its session's unbounded channel
 (``send_nowait``: the reader never waits for a page) and wakes the caller waiting on each
-reply; commands go to the writer by ``send_nowait`` too, so a cancelled caller never
-leaves half a message on the pipe. The page's session closes its channel when the render
-ends; the connection closes every channel when it breaks.
+reply; commands go to the writer by ``send_nowait`` too, so a cancelled caller never leaves
+half a message on the pipe. The page's session closes its channel when the render ends; the
+connection closes every channel when it breaks.
 
-**A render.** A tab in a browser context of its own (cookies, storage and cache apart
-from every other tab's), set up once: ``Fetch.enable`` pauses every request of the page
-and of its workers (auto-attached paused, then resumed with interception on); popups are
-closed as soon as the browser reports them. A tab serves up to ``pages_per_tab`` pages in
-turn (a new context and tab cost about 60 ms of Chromium's CPU, a reuse about 20): between
-two pages it is navigated to ``about:blank`` and its cookies, cache and storage cleared;
-a tab whose page failed or was cut is closed instead (``_Tab`` says what survives a
-reset; ``pages_per_tab=1`` gives every page a fresh context). The main frame's first document request is answered from the response the crawler
-already has; later main-frame navigations are refused and listed. Other requests: types
-in ``refused_types`` (images, media, fonts) are refused without asking; the rest go to
-the ``fetch`` callback, whose :class:`BrowserResponse` is given to the browser
-(``Fetch.fulfillRequest``; a 3xx sends the browser to the next hop, which comes back
-through ``fetch``) and whose :class:`Refusal` fails the request. Dialogs are dismissed.
-The page is done at its load event plus ``quiet_period`` seconds with no request in
-flight (and ``wait_for``'s selector matching); at ``time_limit`` it is cut. Either way
-its DOM is read (``document.documentElement.outerHTML``); a script still running after a
-short wait is terminated; a page whose main thread still does not answer is
-:class:`PageStuck`.
+**A render.** A tab in a browser context of its own (cookies, storage and cache apart from
+every other tab's), set up once: ``Fetch.enable`` pauses every request of the page and of
+its workers (auto-attached paused, then resumed with interception on); popups are closed as
+soon as the browser reports them. A tab serves up to ``pages_per_tab`` pages in turn (a new
+context and tab cost about 60 ms of Chromium's CPU, a reuse about 20): between two pages it
+is navigated to ``about:blank`` and its cookies, cache and storage cleared; a tab whose page
+failed or was cut is closed instead (``_Tab`` says what survives a reset;
+``pages_per_tab=1`` gives every page a fresh context). The main frame's first document
+request is answered from the response the crawler already has; later main-frame navigations
+are refused and listed. Other requests: types in ``refused_types`` (images, media, fonts)
+are refused without asking; the rest go to the ``fetch`` callback, whose
+:class:`BrowserResponse` is given to the browser (``Fetch.fulfillRequest``; a 3xx sends the
+browser to the next hop, which comes back through ``fetch``) and whose :class:`Refusal`
+fails the request. Dialogs are dismissed. The page is done at its load event plus
+``quiet_period`` seconds with no request in flight (and ``wait_for``'s selector matching);
+at ``time_limit`` it is cut. Either way its DOM is read
+(``document.documentElement.outerHTML``); a script still running after a short wait is
+terminated; a page whose main thread still does not answer is :class:`PageStuck`.
 
 **Who closes what.** The render that used a tab puts it back among its browser's idle tabs,
 or closes its session (channel) and disposes of its context (the tab with it), in
 ``finally``, without waiting for the answer. A browser is *retired* after
 ``max_renders_per_browser`` pages, when its processes' memory (PSS) is over
-``max_browser_rss``, or when it hung: the next render starts a new browser; the old one
-is killed when its last page ends. A browser that died or whose pipe closed breaks its
-connection: its pages in flight raise :class:`BrowserCrashed`, its task kills what is
-left, and the next render starts a new one. A page's renderer crash
-(``Inspector.targetCrashed``, e.g. the JS heap bound) fails that page
-(:class:`PageCrashed`) only.
+``max_browser_rss``, or when it hung: the next render starts a new browser; the old one is
+killed when its last page ends. A browser that died or whose pipe closed breaks its
+connection: its pages in flight raise :class:`BrowserCrashed`, its task kills what is left,
+and the next render starts a new one. A page's renderer crash (``Inspector.targetCrashed``,
+e.g. the JS heap bound) fails that page (:class:`PageCrashed`) only.
 
 **Cancellation.** Cancelling a render cancels its page nursery (its ``fetch`` calls
 included); its tab is closed. Every render is bounded as a whole (its time limit, twice
-``stuck_timeout``, and a few seconds): a browser that answers nothing within that, or
-that does not answer ``Browser.getVersion`` when a page is stuck, is hung: the render
-raises :class:`BrowserCrashed` and the browser is killed. Leaving ``open_browser``'s block cancels the
-browser's nursery: every browser tree is killed at once (SIGKILL, no graceful close to
+``stuck_timeout``, and a few seconds): a browser that answers nothing within that, or that
+does not answer ``Browser.getVersion`` when a page is stuck, is hung: the render raises
+:class:`BrowserCrashed` and the browser is killed. Leaving ``open_browser``'s block cancels
+the browser's nursery: every browser tree is killed at once (SIGKILL, no graceful close to
 wait for) and reaped within a shielded, bounded wait.
 """
 

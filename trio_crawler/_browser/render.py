@@ -193,7 +193,11 @@ class Browser:
         if not limit > 0:
             raise ValueError(f"time_limit must be positive, not {limit}")
         async with self._tabs:
-            instance = await self._instance()
+            try:
+                instance = await self._instance()
+            except RenderError:
+                self._failed += 1
+                raise
             instance.active += 1
             try:
                 rendered = await self._render_in(
