@@ -365,7 +365,7 @@ async def test_a_page_busy_with_requests_for_ever_is_cut_with_its_dom(browser: B
            ' document.getElementById("n").textContent = ++n; }), 100);</script>'
     site = Site({"/": Response(body=page(body)), "/poll": Response(body=b"1", headers=JS)})
     with trio.fail_after(30):
-        rendered, _, _ = await render_site(browser, site, time_limit=2.0)
+        rendered, _, _ = await render_site(browser, site, time_limit=3.0)
     assert not rendered.settled and rendered.cut_reason == "network"
     assert '<p id="n">0</p>' not in rendered.html
 
@@ -380,7 +380,8 @@ async def test_wait_for_a_selector(browser: Browser) -> None:
         rendered, _, _ = await render_site(browser, site, wait_for="#late")
     assert rendered.settled and '<div id="late">here</div>' in rendered.html
     with trio.fail_after(30):
-        missing, _, _ = await render_site(browser, site, wait_for="#never", time_limit=1.0)
+        # loaded and quiet long before the limit: only the selector is missing
+        missing, _, _ = await render_site(browser, site, wait_for="#never", time_limit=4.0)
     assert not missing.settled and missing.cut_reason == "wait_for"
 
 
@@ -552,20 +553,21 @@ async def test_the_browser_is_retired_after_its_quota_of_pages() -> None:
     assert (stats.rendered, stats.browsers_started, stats.browsers_retired) == (3, 2, 1)
 
 
-async def test_a_hung_browser_fails_the_render_and_is_replaced(browser: Browser) -> None:
+async def test_a_hung_browser_fails_the_render_and_is_replaced() -> None:
+    _chromium_or_skip()
     gate = Gate()
     site = Site({"/": Response(body=page('<script src="/held.js"></script>')),
                  "/held.js": gate})
     stopped: list[int] = []
 
-    async def stop_when_held() -> None:
-        await gate.arrived.wait()
-        stopped.extend(browser.chromium_pids())
-        os.killpg(browser.statistics().pids[0], signal.SIGSTOP)  # alive, answering nothing
-
     options = BrowserOptions(concurrency=1, time_limit=1.0, stuck_timeout=0.5)
     async with open_browser(options) as hung:
-        browser = hung
+
+        async def stop_when_held() -> None:
+            await gate.arrived.wait()
+            stopped.extend(hung.chromium_pids())
+            os.killpg(hung.statistics().pids[0], signal.SIGSTOP)  # alive, answering nothing
+
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stop_when_held)
@@ -643,6 +645,21 @@ async def test_an_invalid_wait_for_selector_fails_the_render(browser: Browser) -
                     server.url("/"), document=BrowserResponse(200, HTML, page("x")),
                     fetch=fetch_through(Fetcher(loopback_settings(server))), wait_for="a[[",
                 )
+
+
+async def test_the_browser_is_retired_when_its_memory_is_over_the_bound() -> None:
+    _chromium_or_skip()
+    site = Site({"/": Response(body=page("<p>p</p>"))})
+    options = BrowserOptions(concurrency=1, max_browser_rss=1)  # every browser is over it
+    async with open_browser(options) as browser:
+        with trio.fail_after(60):
+            await render_site(browser, site)
+            first = browser.chromium_pids()
+            again, _, _ = await render_site(browser, site)
+            assert await _wait_gone(first) == []
+        stats = browser.statistics()
+    assert again.settled
+    assert (stats.browsers_started, stats.browsers_retired) == (2, 2)
 
 
 async def test_no_chromium_is_one_clear_error() -> None:
