@@ -142,6 +142,14 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _still_alive_after(pids: list[int], within: float) -> list[int]:
+    """:func:`_wait_gone` for a test that is not async."""
+    deadline = time.monotonic() + within
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
 async def _wait_gone(pids: list[int], within: float = 2.0) -> list[int]:
     """The pids still alive after at most ``within`` seconds (checked every 50 ms)."""
     with trio.move_on_after(within):
@@ -601,10 +609,63 @@ def test_a_crawler_killed_by_sigkill_leaves_no_browser_behind(tmp_path: Path) ->
         holder.wait(10)
     assert len(pids) >= 3
     # the browser reads the end of its pipe and exits by itself
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [p for p in pids if _alive(p)] == []
+    assert _still_alive_after(pids, 10.0) == []
+
+
+HOLDER = """
+import sys, trio
+from trio_crawler._browser import BrowserOptions, BrowserResponse, open_browser
+from trio_crawler.testing import Response, Site, open_site_server
+
+async def main():
+    async def held(request):
+        print(" ".join(map(str, browser.chromium_pids())), flush=True)
+        await trio.sleep(60)
+    page = b'<script src="/held.js"></script>'
+    async with open_site_server(Site({"/held.js": held})) as server:
+        async with open_browser(BrowserOptions(concurrency=1)) as browser:
+            async def fetch(request):
+                await held(request)
+            await browser.render(server.url("/"), document=BrowserResponse(200, (), page),
+                                 fetch=fetch)
+
+try:
+    trio.run(main)
+except* KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_closes_the_browser(tmp_path: Path) -> None:
+    _chromium_or_skip()
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        pids = [int(p) for p in holder.stdout.readline().split()]  # a render is in flight
+        holder.send_signal(signal.SIGINT)
+        out, _ = holder.communicate(timeout=30)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert out.strip() == "interrupted"
+    assert len(pids) >= 3
+    assert _still_alive_after(pids, 2.0) == []
+
+
+async def test_an_error_in_the_block_closes_the_browser() -> None:
+    _chromium_or_skip()
+    pids: list[int] = []
+    with pytest.raises(ExceptionGroup) as caught:  # the block runs inside open_browser's nursery
+        async with open_browser(BrowserOptions(concurrency=1)) as browser:
+            with trio.fail_after(30):
+                await render_site(browser, Site({"/": Response(body=page("x"))}))
+            pids.extend(browser.chromium_pids())
+            raise LookupError("the crawl failed")
+    assert caught.group_contains(LookupError)
+    assert len(pids) >= 3
+    assert await _wait_gone(pids) == []
 
 
 async def test_a_fetch_that_raises_a_crawler_error_is_a_refusal(browser: Browser) -> None:
