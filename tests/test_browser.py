@@ -689,6 +689,18 @@ async def test_a_fetch_that_raises_a_crawler_error_is_a_refusal(browser: Browser
     assert sub.outcome == "refused" and sub.reason and "robots" in sub.reason
 
 
+async def test_a_document_that_is_a_download_is_a_render_error(browser: Browser) -> None:
+    headers = (("content-type", "application/octet-stream"),
+               ("content-disposition", "attachment; filename=x.bin"))
+    site = Site({"/": Response(body=b"\x00" * 100, headers=headers)})
+    with trio.fail_after(30):
+        failed = await render_failure(browser, site)
+    assert type(failed) is RenderError and "did not load" in str(failed)
+    with trio.fail_after(30):
+        again, _, _ = await render_site(browser, Site({"/": Response(body=page("<i>ok</i>"))}))
+    assert again.settled
+
+
 async def test_the_dom_is_cut_at_its_bound() -> None:
     _chromium_or_skip()
     body = '<script>document.body.append("x".repeat(100000));</script>'

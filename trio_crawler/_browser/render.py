@@ -102,8 +102,14 @@ class _Instance:
             self.chromium = chromium
             browser._instances.add(self)
             try:
-                # the popups pages open are reported here, to be closed at once
-                await chromium.connection.execute("Target.setDiscoverTargets", {"discover": True})
+                # the popups pages open are reported here, to be closed at once; nothing a
+                # page offers for download is written to disk
+                await chromium.connection.execute_all(
+                    [
+                        ("Target.setDiscoverTargets", {"discover": True}),
+                        ("Browser.setDownloadBehavior", {"behavior": "deny"}),
+                    ]
+                )
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._watch, name="browser watch")
                     nursery.start_soon(_close_popups, chromium.connection, name="popup closer")
