@@ -17,10 +17,12 @@ from trio_crawler._browser import (
     DEFAULT_REFUSED_TYPES,
     BrowserCrashed,
     BrowserOptions,
+    BrowserRequest,
     BrowserResponse,
     BrowserUnavailable,
     CdpError,
     find_chromium,
+    open_browser,
 )
 from trio_crawler._browser.cdp import CdpConnection
 from trio_crawler._browser.chromium import process_tree, tree_use
@@ -247,6 +249,18 @@ def test_process_tree_use_of_this_process() -> None:
     use = tree_use([os.getpid()])
     assert use.processes == 1 and use.rss > 0 and use.pss > 0 and use.cpu > 0
     assert tree_use([2**22 + 12345]).processes == 0  # a process that is not there
+
+
+async def test_no_browser_starts_before_the_first_render() -> None:
+    async with open_browser(BrowserOptions(executable="/nonexistent/chromium")) as browser:
+        assert browser.chromium_pids() == []
+        assert browser.statistics().browsers_started == 0
+    with pytest.raises(RuntimeError, match="after its 'async with' block"):
+        await browser.render("http://x/", document=BrowserResponse(200, (), b""), fetch=_never)
+
+
+async def _never(request: BrowserRequest) -> BrowserResponse:
+    raise AssertionError("not called")
 
 
 # --------------------------------------------------------------------------- the connection
