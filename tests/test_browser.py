@@ -35,6 +35,7 @@ from trio_crawler._browser import (
     find_chromium,
     open_browser,
 )
+from trio_crawler._browser.chromium import remove_stale_profiles
 from trio_crawler._fetcher import Fetcher
 from trio_crawler.testing import (
     RecordedRequest,
@@ -596,6 +597,7 @@ def test_a_crawler_killed_by_sigkill_leaves_no_browser_behind(tmp_path: Path) ->
         "from trio_crawler._browser.chromium import open_chromium\n"
         "async def main():\n"
         "    async with open_chromium(BrowserOptions()) as c:\n"
+        "        print(c.profile_dir, flush=True)\n"
         "        print(' '.join(map(str, c.pids())), flush=True)\n"
         "        await trio.sleep(60)\n"
         "trio.run(main)\n"
@@ -603,6 +605,7 @@ def test_a_crawler_killed_by_sigkill_leaves_no_browser_behind(tmp_path: Path) ->
     holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None
+        profile = holder.stdout.readline().strip()
         pids = [int(p) for p in holder.stdout.readline().split()]
     finally:
         holder.kill()  # nothing runs in the crawler now: no finally, no kill of its own
@@ -610,6 +613,10 @@ def test_a_crawler_killed_by_sigkill_leaves_no_browser_behind(tmp_path: Path) ->
     assert len(pids) >= 3
     # the browser reads the end of its pipe and exits by itself
     assert _still_alive_after(pids, 10.0) == []
+    # its profile is left behind, and removed by the next crawler that starts a browser
+    assert os.path.isdir(profile)
+    assert profile in remove_stale_profiles(os.path.dirname(profile))
+    assert not os.path.exists(profile)
 
 
 HOLDER = """

@@ -13,7 +13,9 @@ executes the browser (:data:`_EXEC`), not by a ``preexec_fn`` (unsafe with threa
 
 On every way out of the ``async with`` (normal exit, error, cancellation) the whole tree is
 killed with SIGKILL (the process group, and every descendant found in ``/proc`` in case one
-left the group), the browser process is reaped, and the profile directory removed.
+left the group), the browser process is reaped, and the profile directory removed. A
+crawler killed outright cannot remove its profile: each profile names its owner's PID, and
+the next browser start removes those whose owner is gone (:func:`remove_stale_profiles`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "find_chromium",
     "open_chromium",
     "process_tree",
+    "remove_stale_profiles",
     "tree_use",
 ]
 
@@ -211,6 +214,55 @@ class Chromium:
         self.connection.fail(f"the browser exited (code {code})")
 
 
+_PROFILE_PREFIX = "trio-crawler-chromium-"
+_OWNER_FILE = "trio-crawler-owner.pid"
+
+
+def remove_stale_profiles(directory: str | None = None) -> list[str]:
+    """Remove the profile directories whose crawler is gone (killed before it could remove
+    its own: ``kill -9``, a power cut); return them. A profile names its owner's PID in a
+    file; one whose owner is alive, or that names none yet, is left alone."""
+    base = directory or tempfile.gettempdir()
+    removed: list[str] = []
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.startswith(_PROFILE_PREFIX):
+            continue
+        path = os.path.join(base, entry)
+        try:
+            with open(os.path.join(path, _OWNER_FILE)) as f:
+                owner = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if owner > 0 and not _pid_alive(owner):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _new_profile() -> str:
+    """A new profile directory naming this process as its owner (stale ones removed first:
+    a few local file operations, once per browser start)."""
+    remove_stale_profiles()
+    profile = tempfile.mkdtemp(prefix=_PROFILE_PREFIX)
+    with open(os.path.join(profile, _OWNER_FILE), "w") as f:
+        f.write(str(os.getpid()))
+    return profile
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by another user
+    return True
+
+
 def _sink_socket() -> socket.socket:
     """A loopback TCP port bound but never listening: connections to it are refused at
     once. It is the browser's proxy, so a request that escapes interception fails."""
@@ -246,7 +298,7 @@ async def open_chromium(options: BrowserOptions) -> AsyncIterator[Chromium]:
     does not answer ``Browser.getVersion`` within ``options.launch_timeout``.
     """
     binary = find_chromium(options.executable)
-    profile = tempfile.mkdtemp(prefix="trio-crawler-chromium-")
+    profile = _new_profile()
     sink = _sink_socket()
     chromium: Chromium | None = None
     try:
