@@ -4,7 +4,7 @@ Renders ``--pages`` simple pages, each with a small script (``/app.js``) that in
 ``--links`` links, ``--concurrency`` at a time. The pages are served on loopback by a
 separate process (``--serve``, this script run as a child), so its CPU is not counted;
 every request (the documents and the scripts) goes through the crawler's
-:class:`~trio_crawler._fetcher.Fetcher`, as a crawl would. Prints:
+:class:`~trio_crawler._http.Fetcher`, as a crawl would. Prints:
 
 * rendered pages/s (after ``--warmup`` pages, which include the browser's start);
 * CPU per page: this process (``getrusage``) plus the Chromium process tree (user +
@@ -45,7 +45,7 @@ import trio
 from trio_crawler import Settings
 from trio_crawler._browser import BrowserOptions, BrowserRequest, BrowserResponse, open_browser
 from trio_crawler._browser.chromium import ProcessTreeUse, tree_use
-from trio_crawler._fetcher import Fetcher
+from trio_crawler._http import Fetcher
 from trio_crawler.testing import RecordedRequest, Response, Site, serve_site
 
 APP_JS = """document.addEventListener("DOMContentLoaded", () => {{
@@ -175,23 +175,35 @@ async def bench(args: argparse.Namespace, port: int) -> None:
         stats = browser.statistics()
 
     pages = args.pages
-    print(f"pages rendered: {pages} (+{args.warmup} warm-up), concurrency {args.concurrency}, "
-          f"quiet period {args.quiet:g}s, {args.links} links each, "
-          f"{args.pages_per_tab} pages per tab, {stats.tabs_opened} tabs opened")
-    print(f"  links found in the rendered DOMs: {links_found:,} "
-          f"(expected {(pages + args.warmup) * args.links:,}); cut at the time limit: {cut}")
-    print(f"  browsers started {stats.browsers_started}, retired {stats.browsers_retired}, "
-          f"crashed {stats.browsers_crashed}, failed renders {stats.failed}")
+    print(
+        f"pages rendered: {pages} (+{args.warmup} warm-up), concurrency {args.concurrency}, "
+        f"quiet period {args.quiet:g}s, {args.links} links each, "
+        f"{args.pages_per_tab} pages per tab, {stats.tabs_opened} tabs opened"
+    )
+    print(
+        f"  links found in the rendered DOMs: {links_found:,} "
+        f"(expected {(pages + args.warmup) * args.links:,}); cut at the time limit: {cut}"
+    )
+    print(
+        f"  browsers started {stats.browsers_started}, retired {stats.browsers_retired}, "
+        f"crashed {stats.browsers_crashed}, failed renders {stats.failed}"
+    )
     print(f"rendered pages/s: {pages / wall:.1f} ({wall:.1f} s)")
-    print(f"CPU per page: {1000 * (cpu + chromium_cpu) / pages:.1f} ms "
-          f"(this process {1000 * cpu / pages:.1f}, Chromium {1000 * chromium_cpu / pages:.1f})")
-    print(f"peak memory, this process + Chromium: RSS {mb(sampler.peak_rss)}, "
-          f"PSS {mb(sampler.peak_pss)}")
+    print(
+        f"CPU per page: {1000 * (cpu + chromium_cpu) / pages:.1f} ms "
+        f"(this process {1000 * cpu / pages:.1f}, Chromium {1000 * chromium_cpu / pages:.1f})"
+    )
+    print(
+        f"peak memory, this process + Chromium: RSS {mb(sampler.peak_rss)}, "
+        f"PSS {mb(sampler.peak_pss)}"
+    )
     for name, label in (("early", f"after {args.early} pages"), ("end", f"after {pages} pages")):
         if name in marks:
             own, chromium = marks[name]
-            print(f"  {label}: this process RSS {mb(own.rss)}; Chromium RSS {mb(chromium.rss)}, "
-                  f"PSS {mb(chromium.pss)}, {chromium.processes} processes")
+            print(
+                f"  {label}: this process RSS {mb(own.rss)}; Chromium RSS {mb(chromium.rss)}, "
+                f"PSS {mb(chromium.pss)}, {chromium.processes} processes"
+            )
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from trio_crawler._browser import (
     open_browser,
 )
 from trio_crawler._browser.chromium import remove_stale_profiles
-from trio_crawler._fetcher import Fetcher
+from trio_crawler._http import Fetcher
 from trio_crawler.testing import (
     RecordedRequest,
     Response,
@@ -111,7 +111,10 @@ async def render_site(
         document = await fetch_document(fetcher, url)
         raw = document.body.decode()
         rendered = await browser.render(
-            url, document=document, fetch=fetch_through(fetcher), **kwargs  # type: ignore[arg-type]
+            url,
+            document=document,
+            fetch=fetch_through(fetcher),
+            **kwargs,  # type: ignore[arg-type]
         )
         return rendered, server, raw
 
@@ -187,11 +190,13 @@ async def test_links_written_by_a_script_are_in_the_rendered_dom(browser: Browse
         });"""
     site = Site(
         {
-            "/": Response(body=page('<nav id="nav"></nav><script src="/app.js"></script>'),
-                          headers=HTML),
+            "/": Response(
+                body=page('<nav id="nav"></nav><script src="/app.js"></script>'), headers=HTML
+            ),
             "/app.js": Response(body=script, headers=JS),
-            "/api/more": Response(body=b'{"next": "/c"}',
-                                  headers=(("content-type", "application/json"),)),
+            "/api/more": Response(
+                body=b'{"next": "/c"}', headers=(("content-type", "application/json"),)
+            ),
         }
     )
     with trio.fail_after(30):
@@ -227,7 +232,7 @@ async def test_requests_to_other_addresses_are_refused_by_the_crawlers_guard(
         body = f"""<p id="out">waiting</p><script>
             const out = [];
             Promise.allSettled([
-                fetch("{witness.url('/secret')}"),
+                fetch("{witness.url("/secret")}"),
                 fetch("http://169.254.169.254/latest/meta-data/"),
                 fetch("/local"),
             ]).then(rs => {{
@@ -260,8 +265,9 @@ async def test_images_fonts_and_media_are_refused_without_a_fetch(browser: Brows
             )
     assert [r.url for r in log] == [server.url("/app.js")]
     assert server.paths() == ["/", "/app.js"]
-    refused = {s.url: (s.resource_type, s.reason) for s in rendered.subrequests
-               if s.outcome == "refused"}
+    refused = {
+        s.url: (s.resource_type, s.reason) for s in rendered.subrequests if s.outcome == "refused"
+    }
     assert refused[server.url("/img.png")] == ("Image", "type Image")
     assert refused[server.url("/font.woff2")] == ("Font", "type Font")
     assert refused[server.url("/movie.mp4")] == ("Media", "type Media")
@@ -316,7 +322,7 @@ async def test_a_websocket_cannot_escape_interception(browser: Browser) -> None:
 async def test_a_workers_requests_go_through_fetch(browser: Browser) -> None:
     async with open_site_server(Site({"/": Response(body=b"secret")})) as witness:
         worker = f"""
-            Promise.allSettled([fetch("/from-worker"), fetch("{witness.url('/')}")])
+            Promise.allSettled([fetch("/from-worker"), fetch("{witness.url("/")}")])
                 .then(rs => postMessage(rs.map(r => r.status).join(",")));""".encode()
         body = """<p id="out"></p><script>
             const w = new Worker("/worker.js");
@@ -370,8 +376,10 @@ async def test_a_page_that_never_finishes_loading_is_cut(browser: Browser) -> No
 
 async def test_a_page_busy_with_requests_for_ever_is_cut_with_its_dom(browser: Browser) -> None:
     # loaded, but a request every 100 ms: the network is never quiet
-    body = '<p id="n">0</p><script>let n = 0; setInterval(() => fetch("/poll").then(() => {' \
-           ' document.getElementById("n").textContent = ++n; }), 100);</script>'
+    body = (
+        '<p id="n">0</p><script>let n = 0; setInterval(() => fetch("/poll").then(() => {'
+        ' document.getElementById("n").textContent = ++n; }), 100);</script>'
+    )
     site = Site({"/": Response(body=page(body)), "/poll": Response(body=b"1", headers=JS)})
     with trio.fail_after(30):
         rendered, _, _ = await render_site(browser, site, time_limit=3.0)
@@ -405,8 +413,9 @@ async def test_a_page_sees_nothing_the_page_before_it_left(pages_per_tab: int) -
         </script>"""
     site = Site(
         {
-            "/write": Response(body=page(writer),
-                               headers=(*HTML, ("set-cookie", "header=1; Path=/"))),
+            "/write": Response(
+                body=page(writer), headers=(*HTML, ("set-cookie", "header=1; Path=/"))
+            ),
             "/read": Response(body=page(reader)),
         }
     )
@@ -415,13 +424,15 @@ async def test_a_page_sees_nothing_the_page_before_it_left(pages_per_tab: int) -
         with trio.fail_after(60):
             await render_site(browser, site, "/write")
             # the same origin (port included: one server for both pages)
-            async with open_site_server(site) as server, Fetcher(
-                loopback_settings(server)
-            ) as fetcher:
+            async with (
+                open_site_server(site) as server,
+                Fetcher(loopback_settings(server)) as fetcher,
+            ):
                 for path in ("/write", "/read"):
                     url = server.url(path)
                     rendered = await browser.render(
-                        url, document=await fetch_document(fetcher, url),
+                        url,
+                        document=await fetch_document(fetcher, url),
                         fetch=fetch_through(fetcher),
                     )
         stats = browser.statistics()
@@ -482,8 +493,7 @@ async def test_chromium_killed_mid_render_fails_that_render_and_the_next_starts_
     browser: Browser,
 ) -> None:
     gate = Gate()
-    site = Site({"/": Response(body=page('<script src="/held.js"></script>')),
-                 "/held.js": gate})
+    site = Site({"/": Response(body=page('<script src="/held.js"></script>')), "/held.js": gate})
     first_pids: list[int] = []
 
     async def kill_when_held() -> None:
@@ -508,8 +518,7 @@ async def test_chromium_killed_mid_render_fails_that_render_and_the_next_starts_
 async def test_cancelled_from_outside_every_process_is_gone(tmp_path: Path) -> None:
     _chromium_or_skip()
     gate = Gate()
-    site = Site({"/": Response(body=page('<script src="/held.js"></script>')),
-                 "/held.js": gate})
+    site = Site({"/": Response(body=page('<script src="/held.js"></script>')), "/held.js": gate})
     pids: list[int] = []
     profiles: list[str] = []
     with trio.fail_after(30):
@@ -565,8 +574,7 @@ async def test_the_browser_is_retired_after_its_quota_of_pages() -> None:
 async def test_a_hung_browser_fails_the_render_and_is_replaced() -> None:
     _chromium_or_skip()
     gate = Gate()
-    site = Site({"/": Response(body=page('<script src="/held.js"></script>')),
-                 "/held.js": gate})
+    site = Site({"/": Response(body=page('<script src="/held.js"></script>')), "/held.js": gate})
     stopped: list[int] = []
 
     options = BrowserOptions(concurrency=1, time_limit=1.0, stuck_timeout=0.5)
@@ -676,8 +684,10 @@ async def test_an_error_in_the_block_closes_the_browser() -> None:
 
 
 async def test_a_fetch_that_raises_a_crawler_error_is_a_refusal(browser: Browser) -> None:
-    body = '<p id="out"></p><script>fetch("/x").then(() => "ok", () => "refused")' \
-           '.then(t => { document.getElementById("out").textContent = t; });</script>'
+    body = (
+        '<p id="out"></p><script>fetch("/x").then(() => "ok", () => "refused")'
+        '.then(t => { document.getElementById("out").textContent = t; });</script>'
+    )
     async with open_site_server(Site({"/": Response(body=page(body))})) as server:
 
         async def failing(request: BrowserRequest) -> BrowserResponse | Refusal:
@@ -697,8 +707,10 @@ async def test_a_fetch_that_raises_a_crawler_error_is_a_refusal(browser: Browser
 
 
 async def test_a_document_that_is_a_download_is_a_render_error(browser: Browser) -> None:
-    headers = (("content-type", "application/octet-stream"),
-               ("content-disposition", "attachment; filename=x.bin"))
+    headers = (
+        ("content-type", "application/octet-stream"),
+        ("content-disposition", "attachment; filename=x.bin"),
+    )
     site = Site({"/": Response(body=b"\x00" * 100, headers=headers)})
     with trio.fail_after(30):
         failed = await render_failure(browser, site)
@@ -722,8 +734,10 @@ async def test_an_invalid_wait_for_selector_fails_the_render(browser: Browser) -
         async with open_site_server(Site({"/": Response(body=page("x"))})) as server:
             with pytest.raises(RenderError, match="not a valid CSS selector"):
                 await browser.render(
-                    server.url("/"), document=BrowserResponse(200, HTML, page("x")),
-                    fetch=fetch_through(Fetcher(loopback_settings(server))), wait_for="a[[",
+                    server.url("/"),
+                    document=BrowserResponse(200, HTML, page("x")),
+                    fetch=fetch_through(Fetcher(loopback_settings(server))),
+                    wait_for="a[[",
                 )
 
 
@@ -746,7 +760,8 @@ async def test_no_chromium_is_one_clear_error() -> None:
     async with open_browser(BrowserOptions(executable="/nonexistent/chromium")) as browser:
         with pytest.raises(BrowserUnavailable, match="not an executable"):
             await browser.render(
-                "http://127.0.0.1:1/", document=BrowserResponse(200, (), b""),
+                "http://127.0.0.1:1/",
+                document=BrowserResponse(200, (), b""),
                 fetch=fetch_through(Fetcher(loopback_settings())),
             )
 
@@ -758,7 +773,8 @@ async def test_a_binary_that_is_not_chromium_is_one_clear_error(tmp_path: Path) 
     async with open_browser(BrowserOptions(executable=str(fake))) as browser:
         with trio.fail_after(30), pytest.raises(BrowserUnavailable, match="did not start") as err:
             await browser.render(
-                "http://127.0.0.1:1/", document=BrowserResponse(200, (), b""),
+                "http://127.0.0.1:1/",
+                document=BrowserResponse(200, (), b""),
                 fetch=fetch_through(Fetcher(loopback_settings())),
             )
     assert "not a browser" in str(err.value)

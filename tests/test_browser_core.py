@@ -78,10 +78,14 @@ def test_a_command_is_encoded_with_its_session() -> None:
     raw = encode_message(7, "Page.navigate", {"url": "http://x/"}, "S1")
     assert raw.endswith(b"\0")
     assert json.loads(raw[:-1]) == {
-        "id": 7, "method": "Page.navigate", "params": {"url": "http://x/"}, "sessionId": "S1"
+        "id": 7,
+        "method": "Page.navigate",
+        "params": {"url": "http://x/"},
+        "sessionId": "S1",
     }
     assert json.loads(encode_message(8, "Browser.getVersion", None, None)[:-1]) == {
-        "id": 8, "method": "Browser.getVersion"
+        "id": 8,
+        "method": "Browser.getVersion",
     }
 
 
@@ -103,7 +107,8 @@ def _decide(**overrides: Any) -> tuple[str, str | None]:
 
 def test_the_main_frames_first_document_is_the_page_and_later_ones_navigations() -> None:
     assert _decide(resource_type="Document", main_frame=True, document_served=False) == (
-        "document", None
+        "document",
+        None,
     )
     assert _decide(resource_type="Document", main_frame=True)[0] == "navigation"
     # a frame's document is an ordinary request for the crawler
@@ -138,9 +143,12 @@ def test_a_paused_request_becomes_a_browser_request() -> None:
     assert ("Referer", "http://example.com/") in request.headers
     assert request.post_data == "héllo".encode()
     chunks = [b"\x00\x01", b"2"]
-    entries = {"request": {"url": "http://e/", "postDataEntries": [
-        {"bytes": base64.b64encode(c).decode()} for c in chunks
-    ]}}
+    entries = {
+        "request": {
+            "url": "http://e/",
+            "postDataEntries": [{"bytes": base64.b64encode(c).decode()} for c in chunks],
+        }
+    }
     assert browser_request(entries).post_data == b"\x00\x012"
     assert browser_request({"request": {"url": "http://e/"}}).post_data is None
 
@@ -171,21 +179,31 @@ def test_fulfil_params_encode_the_body_and_bound_the_status() -> None:
 
 
 def test_console_and_exception_lines() -> None:
-    event = {"type": "error", "args": [{"type": "string", "value": "bad\nthing"},
-                                       {"type": "number", "value": 4},
-                                       {"type": "object", "description": "Object"}]}
+    event = {
+        "type": "error",
+        "args": [
+            {"type": "string", "value": "bad\nthing"},
+            {"type": "number", "value": 4},
+            {"type": "object", "description": "Object"},
+        ],
+    }
     assert console_text(event) == "console.error: bad thing 4 Object"
     assert len(console_text({"type": "error", "args": [{"value": "x" * 2000}]})) == 500
-    details = {"exceptionDetails": {"text": "Uncaught",
-                                    "exception": {"description": "TypeError: no\n    at x"}}}
+    details = {
+        "exceptionDetails": {
+            "text": "Uncaught",
+            "exception": {"description": "TypeError: no\n    at x"},
+        }
+    }
     assert exception_text(details) == "uncaught: TypeError: no at x"
     assert exception_text({"exceptionDetails": {"text": "Uncaught"}}) == "uncaught: Uncaught"
 
 
 def test_the_command_line_closes_every_way_out() -> None:
     options = BrowserOptions(js_heap_mb=64, extra_args=("--lang=fr",), viewport=(800, 600))
-    args = chromium_args(options, profile_dir="/p", sink_proxy="http://127.0.0.1:9",
-                         run_as_root=True)
+    args = chromium_args(
+        options, profile_dir="/p", sink_proxy="http://127.0.0.1:9", run_as_root=True
+    )
     assert "--remote-debugging-pipe" in args
     assert "--user-data-dir=/p" in args
     assert "--proxy-server=http://127.0.0.1:9" in args
@@ -286,8 +304,9 @@ class FakeBrowser:
                 if method == "Hold":
                     self.held.append(command["id"])
                 elif method == "Fail":
-                    await self.send({"id": command["id"],
-                                     "error": {"code": -32000, "message": "no such thing"}})
+                    await self.send(
+                        {"id": command["id"], "error": {"code": -32000, "message": "no such thing"}}
+                    )
                 else:
                     await self.send({"id": command["id"], "result": {"echo": method}})
 
@@ -319,7 +338,8 @@ async def test_commands_get_their_own_answers() -> None:
             with pytest.raises(CdpError, match="no such thing"):
                 await connection.execute("Fail")
             assert await connection.execute_all([("X.x", {}), ("Y.y", {})]) == [
-                {"echo": "X.x"}, {"echo": "Y.y"}
+                {"echo": "X.x"},
+                {"echo": "Y.y"},
             ]
             with pytest.raises(CdpError):
                 await connection.execute_all([("X.x", {}), ("Fail", {})])
@@ -334,8 +354,9 @@ async def test_events_go_to_their_session_and_unknown_ones_are_dropped() -> None
             session.adopt("W1")  # a worker of that page
             await fake.send({"method": "Page.loadEventFired", "params": {}, "sessionId": "S1"})
             await fake.send({"method": "Other.event", "params": {}, "sessionId": "nobody"})
-            await fake.send({"method": "Fetch.requestPaused", "params": {"requestId": "r"},
-                             "sessionId": "W1"})
+            await fake.send(
+                {"method": "Fetch.requestPaused", "params": {"requestId": "r"}, "sessionId": "W1"}
+            )
             await fake.send({"method": "Target.targetCreated", "params": {}})
             first = await session.events.receive()
             second = await session.events.receive()

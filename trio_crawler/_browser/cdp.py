@@ -94,9 +94,7 @@ class CdpConnection:
         self._waiters: dict[int, _Waiter] = {}
         self._sessions: dict[str, CdpSession] = {}
         self._queue_send, self._queue_receive = trio.open_memory_channel[bytes](math.inf)
-        self._browser_events_send, self.browser_events = trio.open_memory_channel[Event](
-            math.inf
-        )
+        self._browser_events_send, self.browser_events = trio.open_memory_channel[Event](math.inf)
         #: Set once the connection is broken; :attr:`reason` says why.
         self.broken = trio.Event()
         self.reason = ""
@@ -222,9 +220,7 @@ class CdpConnection:
                 command_id = next(self._ids)
                 waiter = self._waiters[command_id] = _Waiter(method)
                 waiters.append((command_id, waiter))
-                self._queue_send.send_nowait(
-                    encode_message(command_id, method, params, session_id)
-                )
+                self._queue_send.send_nowait(encode_message(command_id, method, params, session_id))
             for _, waiter in waiters:
                 await waiter.done.wait()
         finally:

@@ -261,8 +261,10 @@ class BrowserOptions:
                 f"browser quiet_period must be at least 0 and below time_limit "
                 f"({self.time_limit:g}), not {self.quiet_period}"
             )
-        for name, count in {"max_subrequests": self.max_subrequests,
-                            "max_messages": self.max_messages}.items():
+        for name, count in {
+            "max_subrequests": self.max_subrequests,
+            "max_messages": self.max_messages,
+        }.items():
             if count < 0:
                 raise SettingsError(f"browser {name} must be at least 0, not {count}")
         width, height = self.viewport
