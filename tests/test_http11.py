@@ -90,6 +90,19 @@ async def test_interim_answers_with_blank_lines_after_them() -> None:
     assert seen == [2]
 
 
+def padded_head(size: int) -> bytes:
+    """A head of exactly ``size`` bytes, blank line included."""
+    start = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nX-Pad: "
+    return start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
+
+
+async def test_the_head_limit_is_exact_however_the_head_arrives() -> None:
+    results, _ = await fetch_twice(padded_head(MAX_HEAD) + OK)
+    assert results[0].body == OK
+    error = await fetch_failure(padded_head(MAX_HEAD + 1) + OK)
+    assert error.kind.value == "protocol" and "head over" in str(error)
+
+
 # ------------------------------------------------------------------ what browsers accept
 
 ACCEPTED = {

@@ -280,10 +280,10 @@ class Http11Connection:
                 if not buf.startswith(b"HTTP/") and not b"HTTP/".startswith(buf[:5]):
                     raise httpcore.RemoteProtocolError("the answer is not an HTTP/1.x response")
                 end = head_end(buf, searched)
+                if heads + (len(buf) if end < 0 else end) > MAX_HEAD:
+                    raise httpcore.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
                 if end < 0:
                     searched = len(buf)
-                    if heads + searched > MAX_HEAD:
-                        raise httpcore.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
                     if isinstance(buf, bytes):
                         buf = bytearray(buf)
                     break
@@ -294,8 +294,6 @@ class Http11Connection:
                     head = parsed
                     break
                 heads += end  # an interim answer (1xx), passed over with its fields
-                if heads > MAX_HEAD:
-                    raise httpcore.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
         body = _Body(self, head, bytes(buf), received, read_timeout)
         return httpcore.Response(
             status=head.status,
