@@ -30,7 +30,7 @@ import socket
 import struct
 import sys
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import brotli
@@ -231,6 +231,70 @@ def encoded(body: bytes, encoding: str, *, content_type: str = "text/html") -> R
 def head(status: str = "200 OK", **headers: str) -> bytes:
     """A response head; ``content_type="text/html"`` becomes ``content-type: text/html``."""
     return _response_head(status, [(k.replace("_", "-"), v) for k, v in headers.items()])
+
+
+@dataclasses.dataclass
+class Endless:
+    """A raw handler: ``start``, then ``piece`` over and over (in batches of about 64 KiB, at
+    most ``batches`` of them) until the client hangs up. ``sent`` counts the bytes the kernel
+    took: the witness that a client stopped reading (it includes the sockets' buffers, a few
+    MiB on loopback)."""
+
+    start: bytes
+    piece: bytes
+    batches: int = 20_000
+    sent: int = 0
+
+    async def __call__(self, stream: trio.SocketStream, _: RecordedRequest) -> None:
+        await stream.send_all(self.start)
+        self.sent += len(self.start)
+        batch = self.piece * max(1, 65536 // len(self.piece))
+        for _ in range(self.batches):
+            await stream.send_all(batch)
+            self.sent += len(batch)
+
+
+@asynccontextmanager
+async def raw_server(
+    answer: Callable[[int, int], bytes | None], *, close_after: bool = False
+) -> AsyncIterator[tuple[int, list[int]]]:
+    """A server that reads request heads and sends ``answer(connection, request)`` for each
+    (both counted from 1), or closes the connection without a word for ``None``; with
+    ``close_after`` it closes after each answer. Yields the port and the number of requests
+    seen on each connection."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    seen: list[int] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        seen.append(0)
+        number = len(seen)
+        buffer = b""
+        async with stream:
+            while True:
+                try:
+                    data = await stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
+                buffer += data
+                while b"\r\n\r\n" in buffer:
+                    _, buffer = buffer.split(b"\r\n\r\n", 1)
+                    seen[number - 1] += 1
+                    reply = answer(number, seen[number - 1])
+                    if reply is None:
+                        return
+                    try:
+                        await stream.send_all(reply)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return  # the client hung up first (it refused the answer)
+                    if close_after:
+                        return
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handle, listeners)
+        yield listeners[0].socket.getsockname()[1], seen
+        nursery.cancel_scope.cancel()
 
 
 # ------------------------------------------------------------------ the witness

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpcore
 import pytest
 import trio
-from hostile import head, raw
+from hostile import head, raw, raw_server
 
 from trio_crawler._exceptions import FetchError
 from trio_crawler._http import AddressGuard, Fetcher, GuardedBackend, Resolver
@@ -243,43 +243,6 @@ async def test_refused_connection_is_a_connect_failure() -> None:
 # ------------------------------------------------------------------ the HTTP/1.1 exchange
 
 WHOLE = head(content_type="text/html", content_length=str(len(OK))) + OK
-
-
-@asynccontextmanager
-async def raw_server(
-    answer: Callable[[int, int], bytes | None], *, close_after: bool = False
-) -> AsyncIterator[tuple[int, list[int]]]:
-    """A server that reads request heads and sends ``answer(connection, request)`` for each
-    (both counted from 1), or closes the connection without a word for ``None``; with
-    ``close_after`` it closes after each answer. Yields the port and the number of requests
-    seen on each connection."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    seen: list[int] = []
-
-    async def handle(stream: trio.SocketStream) -> None:
-        seen.append(0)
-        number = len(seen)
-        buffer = b""
-        async with stream:
-            while True:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buffer += data
-                while b"\r\n\r\n" in buffer:
-                    _, buffer = buffer.split(b"\r\n\r\n", 1)
-                    seen[number - 1] += 1
-                    reply = answer(number, seen[number - 1])
-                    if reply is None:
-                        return
-                    await stream.send_all(reply)
-                    if close_after:
-                        return
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handle, listeners)
-        yield listeners[0].socket.getsockname()[1], seen
-        nursery.cancel_scope.cancel()
 
 
 async def raw_fetch(port: int, path: str = "/") -> tuple[int, bytes]:

@@ -157,3 +157,24 @@ def test_truncated_stream_keeps_what_was_decoded() -> None:
     body = gzip.compress(TEXT)
     out = decode_all(make_decoder("gzip"), [body[: len(body) // 2]], 100 * MiB)
     assert 0 < len(out) < len(TEXT) and TEXT.startswith(out)
+
+
+@pytest.mark.parametrize(
+    ("value", "encoding"),
+    [
+        ("gzip, identity", "gzip"),
+        ("identity, gzip", "gzip"),
+        ("identity,br", "br"),
+        ("identity, identity", "identity"),
+        (" , GZIP ,", "gzip"),
+    ],
+)
+def test_identity_in_a_list_changes_nothing(value: str, encoding: str) -> None:
+    body = encode(TEXT, encoding)
+    assert decode_all(make_decoder(value), [body], 100 * MiB) == TEXT
+
+
+@pytest.mark.parametrize("value", ["gzip, identity, br", "identity, x-foo"])
+def test_identity_does_not_make_a_stack_or_an_unknown_coding_acceptable(value: str) -> None:
+    with pytest.raises(DecodeError, match="unsupported"):
+        make_decoder(value)

@@ -253,6 +253,25 @@ async def test_longer_body_than_content_length_spoils_nothing() -> None:
     assert stats.failures == {}
 
 
+async def test_only_the_redirects_browsers_follow_are_followed() -> None:
+    # a 300 or a 304 with a Location is an answer (browsers follow neither), as are 305, 306
+    statuses = (300, 301, 302, 303, 304, 305, 306, 307, 308)
+    site = Site(default=html_page("a target"))
+    for status in statuses:
+        site.add(
+            f"/{status}",
+            Response(status=status, headers=(("location", f"/to-{status}"),)),
+        )
+    site.add("/", links(*(f"/{s}" for s in statuses)))
+    found, stats, server = await run(site)
+    followed = {s for s in statuses if server.count(f"/to-{s}")}
+    assert followed == {301, 302, 303, 307, 308}
+    for status in (300, 304, 305, 306):
+        record = found[f"/{status}"]
+        assert (record.status, record.error_kind) == (status, "http_status")
+    assert stats.redirects == 5
+
+
 # ------------------------------------------------------------------ traps and abuse
 
 

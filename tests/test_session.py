@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from hostile import head, raw
 
 from trio_crawler import SettingsError, crawl
 from trio_crawler._session import CookieJar, Credentials, parse_set_cookie
@@ -37,6 +38,20 @@ def test_set_cookie_parsing_is_lenient() -> None:
     assert cookie is not None and cookie.path == "/x" and cookie.expires == 1445412480.0
     bad = parse_set_cookie("a=b; Max-Age=soon; Expires=never", request_path="/d/e", now=0)
     assert bad is not None and bad.expires is None and bad.path == "/d"
+
+
+@pytest.mark.parametrize("value", ["a=b\x01c", "a=\x7f", "a\x00=b", "a=b\nc", "a=b\x1fc"])
+def test_a_cookie_with_a_control_character_is_ignored(value: str) -> None:
+    assert parse_set_cookie(value, request_path="/", now=0) is None
+
+
+def test_cookie_bytes_are_kept_as_they_came() -> None:
+    # header bytes are read as Latin-1: UTF-8 "à" (C3 A0) is "Ã" and U+00A0, which a plain
+    # str.strip() would take for whitespace; only spaces and tabs are trimmed
+    raw_value = "name=voil\xc3\xa0; Path=/"
+    jar = CookieJar()
+    jar.store("http://a.test/", [raw_value, " tab\t=\tvalue\t"], now=0)
+    assert jar.header("http://a.test/", now=0) == "name=voil\xc3\xa0; tab=value"
 
 
 def test_credentials_bound_to_hosts() -> None:
@@ -100,3 +115,23 @@ async def test_no_cookies_flag_keeps_none() -> None:
                 loopback_settings(server, cookies=False),
             )
     assert all(r.header("cookie") is None for r in server.requests)
+
+
+async def test_a_non_ascii_cookie_goes_back_as_its_bytes_and_fails_nothing() -> None:
+    # once: every later request of the origin failed as bad_url ("'ascii' codec can't encode")
+    page = b"<a href='/a'>a</a><a href='/b'>b</a>"
+    cookie = "Set-Cookie: name=caf\xc3\xa9 \xe2\x98\x95; Path=/\r\n".encode("latin-1")
+    answer = head(content_type="text/html", content_length=str(len(page)))
+    site = Site({"/a": html_page("a"), "/b": html_page("b")})
+    site.add_raw("/", raw(answer[:-2] + cookie + b"\r\n" + page))
+    async with open_site_server(site) as server:
+        with trio.fail_after(20):
+            stats = await crawl(
+                GenericSpider(start_urls=(server.url("/"),)), loopback_settings(server)
+            )
+    assert stats.failures == {} and stats.pages_ok == 3
+    later = [r for r in server.requests if r.target in ("/a", "/b")]
+    assert len(later) == 2
+    # the test server reads header bytes as Latin-1: these are the UTF-8 bytes, unchanged
+    sent = "name=caf\xc3\xa9 \xe2\x98\x95".encode("latin-1")
+    assert all(r.header("cookie") == sent.decode("latin-1") for r in later)

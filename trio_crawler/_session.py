@@ -5,7 +5,11 @@ A crawler visits sites that do not trust each other. Two rules keep their secret
 * :class:`CookieJar` keeps cookies **per origin** (scheme, host, port). A cookie is sent back
   only to the origin that set it: a ``Domain=`` attribute never widens it to sibling hosts
   (stricter than a browser, on purpose), ``Path`` and ``Secure`` are honoured, expired cookies
-  are dropped. Memory is bounded per origin and in number of origins.
+  are dropped. Memory is bounded per origin and in number of origins. Cookie bytes go back
+  as they came, as browsers send them: the fetcher reads header bytes as Latin-1 and writes
+  them back as Latin-1, so a UTF-8 cookie is sent as the same UTF-8 bytes. A cookie whose
+  name or value holds a control character is ignored (RFC 6265bis, section 5.6), so no
+  stored cookie can make a request invalid.
 * :class:`Credentials` binds each ``Authorization`` value to the hosts it was given for. The
   engine asks for it per request, so a redirect to another host (each hop is a request of its
   own) never carries it; :func:`strip_sensitive` removes such headers from a request that
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
@@ -24,6 +29,13 @@ from ._exceptions import SettingsError
 
 #: Headers that must never follow a redirect to another origin.
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+# RFC 6265's whitespace: only these are trimmed (str.strip() would also take U+00A0 and
+# U+0085, which are the second bytes of UTF-8 characters read as Latin-1: "à" is C3 A0)
+_WSP = " \t"
+# control characters but the tab: a cookie holding one is ignored
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]").search
 
 
 def strip_sensitive(headers: Mapping[str, str]) -> dict[str, str]:
@@ -59,8 +71,11 @@ def parse_set_cookie(value: str, *, request_path: str, now: float) -> _Cookie | 
     """One ``Set-Cookie`` header value (RFC 6265 §5.2, leniently); None when unusable."""
     parts = value.split(";")
     name, sep, cookie_value = parts[0].partition("=")
-    name = name.strip()
+    name = name.strip(_WSP)
     if not sep or not name or len(value) > 8192:
+        return None
+    cookie_value = cookie_value.strip(_WSP)
+    if _CONTROL(name) or _CONTROL(cookie_value):
         return None
     path = _default_path(request_path)
     secure = False
@@ -68,8 +83,8 @@ def parse_set_cookie(value: str, *, request_path: str, now: float) -> _Cookie | 
     max_age_seen = False
     for attribute in parts[1:]:
         key, _, raw = attribute.partition("=")
-        key = key.strip().lower()
-        raw = raw.strip()
+        key = key.strip(_WSP).lower()
+        raw = raw.strip(_WSP)
         if key == "path" and raw.startswith("/"):
             path = raw
         elif key == "secure":
@@ -85,7 +100,7 @@ def parse_set_cookie(value: str, *, request_path: str, now: float) -> _Cookie | 
                 expires = email.utils.parsedate_to_datetime(raw).timestamp()
             except (TypeError, ValueError, IndexError, OverflowError):
                 continue
-    return _Cookie(name, cookie_value.strip(), path, secure, expires)
+    return _Cookie(name, cookie_value, path, secure, expires)
 
 
 class CookieJar:

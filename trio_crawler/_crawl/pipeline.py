@@ -30,6 +30,9 @@ from .politeness import Politeness
 from .redirects import Redirects
 from .scraper import Scraper
 
+#: The redirects that are followed, as browsers follow them (a 300 or a 304 is an answer).
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
 
 class Pipeline:
     """The stages of one crawl, in order; see the module docstring."""
@@ -68,14 +71,14 @@ class Pipeline:
         result = await self._exchange.fetch(request)
         if not isinstance(result, FetchResult):
             return result
-        redirect = 300 <= result.status < 400
+        redirect = result.status in _REDIRECTS and "location" in result.headers
         if is_sitemap(request) and not redirect:
             return await self._sitemaps.read(result)
         page = self._scraper.page(request, result)
         decision = await self._paced(claim, page)
         if decision is not None:
             return decision
-        if redirect and "location" in result.headers:
+        if redirect:
             return await self._redirects.follow(request, result)
         decision = await self._exchange.after(page)
         if decision is None:

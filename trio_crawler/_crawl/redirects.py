@@ -1,6 +1,7 @@
 """Redirects, followed by the crawler: each hop checked like a link.
 
-A 3xx with a ``Location`` becomes the request's next hop, queued as a request of its own (so
+A 301, 302, 303, 307 or 308 with a ``Location`` becomes the request's next hop (the field's
+bytes read as UTF-8 when they are, as browsers do, and resolved by the URL Standard), queued as a request of its own (so
 it obeys politeness, robots.txt and the seen set) and carrying the chain so far. A hop is
 refused when its scheme is not http(s), the chain is longer than ``max_redirects``, it loops
 back into the chain, its URL cannot be parsed, or the crawl's rules keep it out. Credentials
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 
 from .._exceptions import FailureKind
-from .._http import FetchResult
+from .._http import FetchResult, decode_location
 from .._session import strip_sensitive
 from .._settings import Settings
 from .._spider import Request
@@ -44,7 +45,11 @@ class Redirects:
 
     async def follow(self, request: Request, result: FetchResult) -> Outcome:
         self._counters.status_classes[f"{result.status // 100}xx"] += 1
-        location = result.headers["location"].strip()
+        locations = {decode_location(v).strip() for v in result.headers.get_list("location")}
+        if len(locations) != 1:  # browsers refuse differing Location fields
+            message = f"{len(locations)} different Location fields"
+            return Failed(FailureKind.PROTOCOL, message, result.status)
+        (location,) = locations
         try:
             target = resolve(location, result.url)
         except ValueError:

@@ -6,10 +6,14 @@ The floors, each importing only the ones below it:
                 decoded within bounds (``decode``); errors to :class:`~trio_crawler.FetchError`
 ``transport``   a request's route: the crawl's connections, or a proxy
 ``connections`` keep-alive connections per origin
-``http11``      one HTTP/1.1 connection: the request written, the response parsed (llhttp)
+``http11``      one HTTP/1.1 connection: the request written, the response parsed (llhttp
+                for each head; ``framing`` for where heads and bodies end, as browsers read)
 ``backend``     dialling through the resolver and the address guard; plain TCP streams
 ``guard``       which addresses may be dialled (pure)    ``dns``  the resolver seam and cache
 ``proxy``  ``tls``  ``errors``  ``decode``: routing, the TLS context, failure kinds, decoders
+
+No byte a site sends surfaces as anything but a response or a :class:`~trio_crawler.FetchError`
+of a failure kind (``tests/test_garbage.py`` feeds garbage through whole crawls).
 
 Nothing here follows redirects, keeps cookies or knows about robots.txt: that is crawl
 policy (:mod:`trio_crawler._crawl`).
@@ -17,7 +21,14 @@ policy (:mod:`trio_crawler._crawl`).
 
 from .backend import GuardedBackend
 from .dns import Resolver, SystemResolve
-from .fetcher import Fetcher, FetchResult, WindowBudget, failure_request, to_exchange
+from .fetcher import (
+    Fetcher,
+    FetchResult,
+    WindowBudget,
+    decode_location,
+    failure_request,
+    to_exchange,
+)
 from .guard import AddressGuard, allow_seed_hosts, is_public_address
 
 __all__ = [
@@ -29,6 +40,7 @@ __all__ = [
     "SystemResolve",
     "WindowBudget",
     "allow_seed_hosts",
+    "decode_location",
     "failure_request",
     "is_public_address",
     "to_exchange",

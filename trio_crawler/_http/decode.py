@@ -7,7 +7,8 @@ compression bomb costs at most ``budget`` bytes of output plus one bounded step,
 could not decode yet is kept for the next call, never dropped.
 
 Only the encodings decoded here are advertised in ``Accept-Encoding``. An unknown encoding,
-several stacked encodings (``gzip, br``), or a corrupt stream raise :class:`DecodeError`.
+several stacked encodings (``gzip, br``; ``identity`` in the list does not count), or a
+corrupt stream raise :class:`DecodeError`.
 
 What each decoder accepts, and why:
 
@@ -346,10 +347,18 @@ class _Zstd:
 def make_decoder(content_encoding: str | None) -> Decoder:
     """A decoder for a Content-Encoding header value (``gzip``, ``br``, ``identity``...).
 
-    Several codings (``gzip, br``) are not supported: nobody sends them and each layer would
-    need its own bound. Raises :class:`DecodeError` for anything not decoded here.
+    ``identity`` in a list changes nothing (``gzip, identity`` is gzip, as browsers and curl
+    read it). Several other codings (``gzip, br``) are not supported: nobody sends them and
+    each layer would need its own bound. Raises :class:`DecodeError` for anything not
+    decoded here.
     """
     coding = (content_encoding or "").strip().lower()
+    if "," in coding:
+        parts = (part.strip() for part in coding.split(","))
+        codings = [c for c in parts if c and c != "identity"]
+        if len(codings) > 1:
+            raise DecodeError(f"unsupported Content-Encoding {content_encoding!r}")
+        coding = codings[0] if codings else ""
     if coding in ("", "identity"):
         return _Identity()
     if coding in ("gzip", "x-gzip"):

@@ -11,6 +11,19 @@ fetch task. ``fetch(url, headers)`` performs exactly one HTTP exchange:
   so neither a 200 MB body nor a 10 GB gzip bomb can take more than ``max_body_size`` bytes;
   brotli and zstd windows over 1 MiB are reserved in a crawl-wide :class:`WindowBudget` first,
   so sixteen brotli bombs at once cannot add 16 x 17 MiB of decoder windows to their bodies;
+* what is read off the wire is bounded too, not only what is decoded: bytes that decode to
+  nothing (endless empty gzip members or deflate blocks, brotli metadata, zstd skippable
+  frames) once read 250 MB until the deadline, on every retry. Reading stops, and the page
+  keeps what was decoded with ``truncated`` set, after :data:`NO_PROGRESS` (1 MiB) read
+  without one more decoded byte, or ``2 x max_body_size`` + :data:`WIRE_ALLOWANCE` (1 MiB)
+  read in all, head and chunk framing included (``http11``'s count). Why these: a real
+  encoded stream yields output at least every block (zstd: 128 KiB; deflate: 64 KiB stored;
+  brotli pushes output as it goes), and its size is within a few per cent of the decoded
+  size even for incompressible data, so neither bound cuts a real page before
+  ``max_body_size`` does; the allowance covers a head (up to 100 KiB) and the chunk framing
+  of a small body. (Chunk-size lines and trailers are bounded in ``framing``: a protocol
+  error past 100 KiB, like a head.) A body of exactly ``max_body_size`` bytes is not
+  ``truncated``: the fetcher reads on to see whether one more byte comes;
 * the request goes to the crawl's :class:`~.transport.GuardedTransport`, which keeps
   keep-alive connections by route (:mod:`.connections`: no per-request pool scan, unlike
   httpcore's pool, encode/httpcore#1035) and speaks HTTP/1.1 with llhttp's parser
@@ -50,11 +63,11 @@ from .._exceptions import FailureKind, FetchError, SettingsError
 from .._settings import Settings
 from .._spider import Headers
 from .backend import Forbidden
-from .decode import ACCEPT_ENCODING, DecodeError, make_decoder
+from .decode import ACCEPT_ENCODING, DecodeError, Decoder, make_decoder
 from .dns import Resolver
 from .errors import kind_of, message_of
 from .guard import AddressGuard
-from .http11 import request_head
+from .http11 import RECEIVED, request_head
 from .proxy import ProxyRoutes
 from .tls import make_ssl_context
 from .transport import (
@@ -104,6 +117,10 @@ class FetchResult:
 
 #: Bytes read and dropped after the end of an encoded body before the connection is closed.
 _MAX_TRAILING = 64 * 1024
+#: Bytes read without one more decoded byte, at most (see the module docstring).
+NO_PROGRESS = 1024 * 1024
+#: Bytes read off the wire for one response, at most, beyond twice the body limit.
+WIRE_ALLOWANCE = 1024 * 1024
 #: Decoded bytes taken from a decoder at a time.
 _DECODE_STEP = 1024 * 1024
 #: Crawl-wide bytes of decoder windows (brotli up to 16 MiB, zstd up to 8 MiB) in use at once.
@@ -232,7 +249,7 @@ class Fetcher:
         base = self._base_headers
         if names & self._base_names:
             base = [(k, v) for k, v in base if k.decode("ascii") not in names]
-        return [*host, *base, *((k.encode("ascii"), v.encode("ascii")) for k, v in extra.items())]
+        return [*host, *base, *((k.encode("ascii"), _value_bytes(v)) for k, v in extra.items())]
 
     async def fetch(
         self,
@@ -319,6 +336,10 @@ class Fetcher:
             raw_chunks: Any = response.stream
             trailing = 0
             read_all = False
+            # every byte read for the response (the connection's count), or the payload's
+            counter = extensions.get(RECEIVED)
+            progress_at = 0 if counter is None else counter.received
+            max_wire = 2 * limit + WIRE_ALLOWANCE
             async for chunk in raw_chunks:
                 wire += len(chunk)
                 if raw_parts is not None and not raw_cut:
@@ -334,20 +355,32 @@ class Fetcher:
                     if trailing > _MAX_TRAILING:
                         break
                     continue
-                out = decoder.feed(chunk, min(_DECODE_STEP, limit - size))
-                if decoder.waiting:
-                    reserved = await self._window_budget.acquire(decoder.memory)
-                    decoder.admit()
-                    out = decoder.feed(b"", min(_DECODE_STEP, limit - size))
-                # at most one step of output at a time: no copy larger than that
-                while out:
-                    chunks.append(out)
-                    size += len(out)
-                    if size >= limit:
-                        break
-                    out = decoder.feed(b"", min(_DECODE_STEP, limit - size))
+                read = wire if counter is None else counter.received
                 if size >= limit:
-                    truncated = True
+                    # the body filled the limit: one more decoded byte means it was longer
+                    if _more(decoder, chunk):
+                        truncated = True
+                        break
+                else:
+                    out = decoder.feed(chunk, min(_DECODE_STEP, limit - size))
+                    if decoder.waiting:
+                        reserved = await self._window_budget.acquire(decoder.memory)
+                        decoder.admit()
+                        out = decoder.feed(b"", min(_DECODE_STEP, limit - size))
+                    if out:
+                        progress_at = read
+                    # at most one step of output at a time: no copy larger than that
+                    while out:
+                        chunks.append(out)
+                        size += len(out)
+                        if size >= limit:
+                            break
+                        out = decoder.feed(b"", min(_DECODE_STEP, limit - size))
+                    if size >= limit and _more(decoder, b""):
+                        truncated = True
+                        break
+                if read - progress_at > NO_PROGRESS or read > max_wire:
+                    truncated = True  # bytes that decode to nothing, or too many of them
                     break
             else:
                 read_all = True
@@ -355,7 +388,7 @@ class Fetcher:
                 while size < limit and (tail := decoder.flush(min(_DECODE_STEP, limit - size))):
                     chunks.append(tail)
                     size += len(tail)
-                    truncated = size >= limit
+                truncated = size >= limit and _more(decoder, None)
         finally:
             self._window_budget.release(reserved)
             with trio.move_on_after(0.5) as scope:
@@ -379,6 +412,42 @@ class Fetcher:
             raw_truncated=raw_cut or not read_all,
             ip=extensions.get("server_ip"),
         )
+
+
+def decode_location(value: str) -> str:
+    """A response header value as browsers read ``Location``: its bytes as UTF-8 when they
+    are valid UTF-8, else as Latin-1.
+
+    The fetcher reads header bytes as Latin-1 (one character per byte, so nothing is lost):
+    a raw UTF-8 ``Location: /café`` arrives as ``"/cafÃ©"``, which this turns back into
+    ``"/café"``. A value that is not valid UTF-8 (or not from the fetcher: a character past
+    U+00FF) is returned as it is.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def _value_bytes(value: str) -> bytes:
+    """A request header value's bytes: Latin-1, so a value taken from a response (a cookie:
+    the fetcher reads header bytes as Latin-1) goes back byte for byte, as browsers send
+    cookies; a character beyond Latin-1 (a spider's own header) as UTF-8."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
+def _more(decoder: Decoder, data: bytes | None) -> bool:
+    """Whether ``data`` (None: the end of the body) decodes to at least one more byte; a
+    corrupt stream past a full body only says that more was sent."""
+    try:
+        return bool(decoder.flush(1) if data is None else decoder.feed(data, 1))
+    except DecodeError:
+        return True
 
 
 def _annotate(error: FetchError, sent: tuple[tuple[str, str], ...], wall: float) -> None:

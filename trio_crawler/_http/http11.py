@@ -2,12 +2,15 @@
 
 Theory of operation
 -------------------
-The response is parsed by llhttp (Node.js's HTTP parser, through ``httptools``): the status
-line, the header fields, the body's framing (``Content-Length``, chunked, or to the close)
-and whether the connection may carry another request. The request, a GET without a body, is
-written here; its target and header fields are checked first, so nothing a page or a spider
-supplies can split it. Errors are httpcore's (``RemoteProtocolError``, ``ReadError``,
-``ReadTimeout``, ...), so the fetcher translates them as it does the proxy pools'.
+Each response head is cut from the stream at its blank line (:func:`.framing.head_end`) and
+parsed by llhttp (Node.js's HTTP parser, through ``httptools``): the status line, the header
+fields, and whether the connection may carry another request. llhttp is given exactly one
+head and never a body byte: the body's framing (``Content-Length``, chunked, or to the
+close) is read here and in :mod:`.framing`, where llhttp cannot read what browsers and curl
+read. The request, a GET without a body, is written here; its target and header fields are
+checked first, so nothing a page or a spider supplies can split it. Errors are httpcore's
+(``RemoteProtocolError``, ``ReadError``, ``ReadTimeout``, ...), so the fetcher translates
+them as it does the proxy pools'.
 
 Why not h11, which httpcore uses: in pure Python it costs about 85 µs of CPU per exchange of
 an 18 KB page (a request and a response, parsed whole), llhttp about 5, and at 1,000 pages a
@@ -31,11 +34,28 @@ cancellation.
 * A close before the end of the head or of a framed body is a :class:`PeerClosed` (a reset
   for the fetcher); a body framed by the close ends there. Any other error in the answer
   is a plain ``RemoteProtocolError`` (a protocol failure).
-* Lines may end with a bare LF (h11 and browsers accept them; llhttp wants CRLF unless told).
-* ``1xx`` answers are skipped; a ``101`` is a protocol error (the crawler never asks for an
-  ``Upgrade``). A response head over 100 KiB is a protocol error (httpcore's limit).
+
+What is accepted, as browsers and curl accept it:
+
+* Lines may end with a bare LF, in the head and in the chunked framing (llhttp wants CRLF
+  unless told, and cannot be told for chunk-size lines). CR and LF before a status line are
+  skipped.
+* A head llhttp refuses is read once more as :func:`.framing.normalized_head` rewrites it:
+  obs-fold lines unfolded; ``Content-Length`` repeated with one value (twice, or ``5, 5``)
+  made one field. Conflicting lengths, or a length with ``Transfer-Encoding``, stay errors.
+* Chunk extensions and trailer fields are read and dropped (a ``Content-Length`` trailer
+  too); each chunk-size line and the trailer section are bounded like the head.
+* ``1xx`` answers are skipped; they have no body (RFC 9110, section 15.2): what follows
+  their head is the next head, so no byte of theirs can reach the final response. A ``101``
+  is a protocol error (the crawler never asks for an ``Upgrade``), and so is a status below
+  100 (llhttp reads any three digits). A response head over 100 KiB is a protocol error
+  (httpcore's limit), interim heads included; so is anything that does not start with
+  ``HTTP/``.
 * ``has_expired()``: the keep-alive time is over, or the idle socket is readable (which
   can only be the server hanging up).
+
+Every byte read for a response, head and framing included, is counted in the response's
+``extensions[RECEIVED].received``: the fetcher bounds what it reads off the wire by it.
 """
 
 from __future__ import annotations
@@ -47,12 +67,18 @@ import time
 import httpcore
 import httptools
 
+from .framing import MAX_HEAD, ChunkedBody, FramingError, head_end, normalized_head
+
 _NEW, _ACTIVE, _IDLE, _CLOSED = range(4)
 
 #: Bytes asked of the stream per read.
 READ_SIZE = 64 * 1024
-#: The largest response head accepted.
-MAX_HEAD = 100 * 1024
+#: The extension of a response that counts the bytes read for it (``.received``).
+RECEIVED = "trio_crawler.received"
+
+# how a body ends
+_EMPTY, _LENGTH, _CHUNKED, _CLOSE = range(4)
+_LINE_ENDS = (b"\r", b"\n")
 
 # RFC 9110: a field name is a token; a value is visible ASCII, obs-text, spaces and tabs (no
 # CR, LF or NUL), without leading or trailing whitespace. A request target: visible ASCII.
@@ -86,89 +112,110 @@ def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
     return b"".join(lines)
 
 
-class _Exchange:
-    """The parser's callbacks for one response (the interim 1xx ones are passed over)."""
+class _Head:
+    """llhttp's callbacks for one response head (interim or final)."""
 
     __slots__ = (
-        "body",
         "complete",
-        "extra",
-        "head_done",
         "headers",
         "keep_alive",
+        "length",
         "parser",
         "reason",
         "status",
+        "transfer_encoding",
+        "version",
     )
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        # lines ended by a bare LF, as h11 and browsers read them (some servers send them)
-        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
         self.status = 0
-        self.head_done = False  # the final (non-1xx) response's head
-        self.complete = False  # ... and its body
-        self.extra = False  # bytes after the response: the connection cannot be reused
-        self.keep_alive = False  # the server keeps the connection open after it
-        self.body: list[bytes] = []
-
-    # Once the response is complete, whatever follows it (llhttp reads it as another
-    # message) only marks the connection as spoilt: it is never part of this response.
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            self.extra = True
-            return
-        self.headers = []
-        self.reason = b""
+        self.version = ""
+        self.complete = False  # llhttp reached the end of the head
+        self.keep_alive = False  # the server keeps the connection open after the response
+        self.length: bytes | None = None  # the Content-Length value
+        self.transfer_encoding: bytes | None = None  # the last Transfer-Encoding value
+        self.parser = httptools.HttpResponseParser(self)
+        # lines ended by a bare LF, as h11 and browsers read them (some servers send them)
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
 
     def on_status(self, reason: bytes) -> None:
-        if not self.complete:
-            self.reason += reason
+        self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.head_done:  # after the head: trailer fields (or what follows), not kept
-            self.headers.append((name, value))
+        self.headers.append((name, value))
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            self.length = value
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            self.transfer_encoding = value
 
     def on_headers_complete(self) -> None:
-        if not self.head_done:
-            status = self.parser.get_status_code()
-            if status >= 200:  # a 1xx is passed over: its fields were only its own
-                self.status = status
-                self.head_done = True
+        parser = self.parser
+        self.status = parser.get_status_code()
+        self.version = parser.get_http_version()
+        # asked here: llhttp resets its flags once the message is over (a 204 is, here)
+        self.keep_alive = parser.should_keep_alive()
+        self.complete = True
 
-    def on_body(self, body: bytes) -> None:
-        if not self.complete:
-            self.body.append(body)
+    def framing(self) -> int:
+        """How the body ends: nothing, a length, the chunked coding, or the close."""
+        if self.status == 204 or self.status == 304:
+            return _EMPTY
+        coding = self.transfer_encoding
+        if coding is not None:  # llhttp refused it with a Content-Length
+            last = coding.rpartition(b",")[2].strip(b" \t").lower()
+            return _CHUNKED if last == b"chunked" else _CLOSE
+        return _CLOSE if self.length is None else _LENGTH
 
-    def on_message_complete(self) -> None:
-        if self.head_done and not self.complete:
-            self.complete = True
-            # asked here: llhttp resets its flags once the message is over
-            self.keep_alive = self.parser.should_keep_alive()
 
-    def feed(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            raise httpcore.RemoteProtocolError("switching protocols was never asked for") from None
-        except httptools.HttpParserError as exc:
-            if self.complete:  # something after the response: it stands, the connection not
-                self.extra = True
-                return
-            raise httpcore.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+def _parsed(head: bytes) -> _Head:
+    result = _Head()
+    try:
+        result.parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # a 101: refused below
+    except httptools.HttpParserError:
+        if result.status != 101:  # llhttp pauses after a 101's head: refused below
+            raise
+    finally:
+        del result.parser  # a reference cycle (the parser holds the callbacks) no more
+    return result
 
-    def framed_by_close(self) -> bool:
-        """True when the body ends with the connection (no length, not chunked)."""
-        for name, value in self.headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                return False
-            if lowered == b"transfer-encoding" and value.lower().rstrip().endswith(b"chunked"):
-                return False
-        return True
+
+def parse_head(head: bytes) -> _Head:
+    """One whole response head (status line to blank line) by llhttp; a head llhttp refuses
+    is read as :func:`.framing.normalized_head` rewrites it, if that changes anything.
+    Raises ``httpcore.RemoteProtocolError``."""
+    try:
+        result = _parsed(head)
+    except httptools.HttpParserError as exc:
+        result = _reparsed(head, exc)
+    if not result.complete:
+        raise httpcore.RemoteProtocolError("incomplete response head")
+    status = result.status
+    if status < 100:
+        raise httpcore.RemoteProtocolError(f"invalid status code {status:03d}")
+    if status == 101:
+        raise httpcore.RemoteProtocolError("switching protocols was never asked for")
+    return result
+
+
+def _reparsed(head: bytes, error: httptools.HttpParserError) -> _Head:
+    fixed = normalized_head(head)
+    if fixed is not None:
+        with contextlib.suppress(httptools.HttpParserError):
+            return _parsed(fixed)
+    raise httpcore.RemoteProtocolError(str(error) or type(error).__name__) from None
+
+
+def _refuse_partial_head(buf: bytes) -> None:
+    """The stream closed within a head: llhttp's complaint about it, if it has one."""
+    try:
+        _parsed(buf)
+    except httptools.HttpParserError as exc:
+        raise httpcore.RemoteProtocolError(str(exc) or type(exc).__name__) from None
 
 
 class Http11Connection:
@@ -196,9 +243,14 @@ class Http11Connection:
         with contextlib.suppress(httpcore.WriteError):
             await self._stream.write(data, timeouts.get("write"))
         read_timeout = timeouts.get("read")
-        exchange = _Exchange()
+        # the head being read, and what came after it: the read itself when one read holds
+        # it (the common case), else a bytearray (a dripped head costs no quadratic copying)
+        buf: bytes | bytearray = b""
         received = 0
-        while not exchange.head_done:
+        heads = 0  # bytes of the heads passed over (interim answers, blank lines)
+        searched = 0  # how much of buf was searched for the end of the head
+        head = None
+        while head is None:
             try:
                 data = await self._stream.read(READ_SIZE, read_timeout)
             except httpcore.ReadError as exc:
@@ -207,6 +259,7 @@ class Http11Connection:
                 raise
             if not data:
                 if received:
+                    _refuse_partial_head(bytes(buf))
                     raise PeerClosed(
                         "peer closed connection without sending a complete response head"
                     )
@@ -214,28 +267,48 @@ class Http11Connection:
                     raise StaleConnection("Server disconnected without sending a response.")
                 raise PeerClosed("Server disconnected without sending a response.")
             received += len(data)
-            exchange.feed(data)
-            if not exchange.head_done and received > MAX_HEAD:
-                raise httpcore.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
-        version = exchange.parser.get_http_version()
+            if buf:
+                buf += data
+            else:
+                buf = data
+            while True:
+                if not searched and buf[:1] in _LINE_ENDS:
+                    # CR and LF before a status line are skipped (after a 100, some send one)
+                    stripped = buf.lstrip(b"\r\n")
+                    heads += len(buf) - len(stripped)
+                    buf = stripped
+                if not buf.startswith(b"HTTP/") and not b"HTTP/".startswith(buf[:5]):
+                    raise httpcore.RemoteProtocolError("the answer is not an HTTP/1.x response")
+                end = head_end(buf, searched)
+                if heads + (len(buf) if end < 0 else end) > MAX_HEAD:
+                    raise httpcore.RemoteProtocolError(f"response head over {MAX_HEAD} bytes")
+                if end < 0:
+                    searched = len(buf)
+                    if isinstance(buf, bytes):
+                        buf = bytearray(buf)
+                    break
+                parsed = parse_head(bytes(buf[:end]))
+                buf = buf[end:]
+                searched = 0
+                if parsed.status >= 200:
+                    head = parsed
+                    break
+                heads += end  # an interim answer (1xx), passed over with its fields
+        body = _Body(self, head, bytes(buf), received, read_timeout)
         return httpcore.Response(
-            status=exchange.status,
-            headers=exchange.headers,
-            content=_Body(self, exchange, read_timeout),
+            status=head.status,
+            headers=head.headers,
+            content=body,
             extensions={
-                "http_version": b"HTTP/" + version.encode("ascii"),
-                "reason_phrase": exchange.reason,
+                "http_version": b"HTTP/" + head.version.encode("ascii"),
+                "reason_phrase": head.reason,
                 "network_stream": self._stream,
+                RECEIVED: body,
             },
         )
 
-    async def _response_closed(self, exchange: _Exchange) -> None:
-        if (
-            self._state == _ACTIVE
-            and exchange.complete
-            and exchange.keep_alive
-            and not exchange.extra
-        ):
+    async def _response_closed(self, body: _Body) -> None:
+        if self._state == _ACTIVE and body.complete and body.keep_alive and not body.extra:
             self._state = _IDLE
             self._expire_at = time.monotonic() + self._expiry
         elif self._state != _CLOSED:
@@ -258,43 +331,102 @@ class Http11Connection:
 
 
 class _Body:
-    """A response body: an async iterator of chunks (no generator); ``aclose`` settles
-    the connection."""
+    """A response body: an async iterator of payload chunks (no generator), framed by a
+    length, the chunked coding or the close; ``aclose`` settles the connection.
 
-    __slots__ = ("_closed", "_conn", "_exchange", "_timeout")
+    ``received``: every byte read for this response so far, head and framing included.
+    """
+
+    __slots__ = (
+        "_chunked",
+        "_closed",
+        "_conn",
+        "_framing",
+        "_pending",
+        "_remaining",
+        "_timeout",
+        "complete",
+        "extra",
+        "keep_alive",
+        "received",
+    )
 
     def __init__(
         self,
         conn: Http11Connection,
-        exchange: _Exchange,
+        head: _Head,
+        pending: bytes,
+        received: int,
         timeout: float | None,
     ) -> None:
         self._conn = conn
-        self._exchange = exchange
         self._timeout = timeout
         self._closed = False
+        self._pending = pending  # bytes read with the head: the body's first
+        self.received = received
+        self.keep_alive = head.keep_alive
+        self.complete = False
+        self.extra = False  # bytes after the response: the connection cannot be reused
+        self._framing = framing = head.framing()
+        self._chunked = ChunkedBody() if framing == _CHUNKED else None
+        self._remaining = 0
+        if framing == _LENGTH:
+            assert head.length is not None  # llhttp has checked it is a number
+            self._remaining = int(head.length)
+        if framing == _EMPTY or (framing == _LENGTH and not self._remaining):
+            self.complete = True
+            self.extra = bool(pending)
+            self._pending = b""
 
     def __aiter__(self) -> _Body:
         return self
 
     async def __anext__(self) -> bytes:
-        exchange = self._exchange
         while True:
-            body = exchange.body
-            if body:
-                exchange.body = []
-                return body[0] if len(body) == 1 else b"".join(body)
-            if exchange.complete:
+            data = self._pending
+            if data:
+                self._pending = b""
+            elif self.complete:
                 raise StopAsyncIteration
-            data = await self._conn._stream.read(READ_SIZE, self._timeout)
-            if not data:
-                if exchange.framed_by_close():
-                    exchange.complete = True  # keep_alive stays False: nothing to reuse
-                    raise StopAsyncIteration
-                raise PeerClosed("peer closed connection without sending complete message body")
-            exchange.feed(data)
+            else:
+                data = await self._conn._stream.read(READ_SIZE, self._timeout)
+                if not data:
+                    if self._framing == _CLOSE:
+                        self.complete = True  # keep_alive is False: nothing to reuse
+                        raise StopAsyncIteration
+                    raise PeerClosed("peer closed connection without sending complete message body")
+                self.received += len(data)
+            payload = self._payload(data)
+            if payload:
+                return payload
+
+    def _payload(self, data: bytes) -> bytes:
+        framing = self._framing
+        if framing == _LENGTH:
+            remaining = self._remaining
+            if len(data) < remaining:
+                self._remaining = remaining - len(data)
+                return data
+            self._remaining = 0
+            self.complete = True
+            if len(data) > remaining:
+                self.extra = True
+                return data[:remaining]
+            return data
+        if framing == _CLOSE:
+            return data
+        chunked = self._chunked
+        assert chunked is not None
+        try:
+            payload = chunked.feed(data)
+        except FramingError as exc:
+            raise httpcore.RemoteProtocolError(str(exc)) from None
+        if chunked.done:
+            self.complete = True
+            self.extra = chunked.extra
+        return payload
 
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            await self._conn._response_closed(self._exchange)
+            await self._conn._response_closed(self)
