@@ -3,11 +3,12 @@
 A 301, 302, 303, 307 or 308 with a ``Location`` becomes the request's next hop (the field's
 bytes read as UTF-8 when they are, as browsers do, and resolved by the URL Standard), queued
 as a request of its own (so it obeys politeness, robots.txt and the seen set) and carrying the
-chain so far. Differing ``Location`` fields are a protocol failure. A hop is refused when its scheme is not http(s), the chain is longer than ``max_redirects``, it loops
-back into the chain, its URL cannot be parsed, or the crawl's rules keep it out. Credentials
-and cookies a spider put on the request stay with their origin. A seed that redirects (http
-to https, ``example.com`` to ``www.example.com``) takes its target's site into the scope of
-the whole crawl (:meth:`~trio_crawler._store.CrawlStore.add_scope`).
+chain so far. Differing ``Location`` fields are a protocol failure. A hop is refused when its
+scheme is not http(s), the chain is longer than ``max_redirects``, it loops back into the
+chain, its URL cannot be parsed, or the crawl's rules keep it out. Credentials and cookies a
+spider put on the request stay with their origin. A seed that redirects (http to https,
+``example.com`` to ``www.example.com``) takes its target's site into the scope of the whole
+crawl (:meth:`~trio_crawler._store.CrawlStore.add_scope`).
 """
 
 from __future__ import annotations
