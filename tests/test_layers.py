@@ -17,7 +17,7 @@ The floors, lowest first (a module may import its own floor and those below):
 8. ``_cli`` (and its modules), the package itself, ``__main__``
 
 Inside :mod:`trio_crawler._http` the layers go downward too: fetcher -> transport ->
-connections -> http11 / backend -> guard / dns.
+connections -> http11 / backend -> guard / dns / framing.
 
 An import under ``if TYPE_CHECKING:`` is for annotations only (a pure module may name
 ``Settings`` in a signature): it is not an arrow of the graph.
@@ -65,6 +65,7 @@ HTTP_LAYERS: dict[str, int] = {
     "decode": 0,
     "tls": 0,
     "backend": 1,
+    "framing": 0,
     "http11": 1,
     "proxy": 2,
     "connections": 2,

@@ -1311,3 +1311,30 @@ async def test_a_rate_limit_longer_than_max_retry_after_is_not_waited(
     _, stats = await run(spider, settings, seconds=1000, transport=web.transport)
     assert web.calls["api.test/members"] == 1
     assert stats.failures == {"retry_after_too_long": 1}
+
+
+# =========================================================================== at send time
+async def test_the_delay_separates_arrivals_not_only_claims() -> None:
+    """Issue 20: the delay was timed between claims, so a request that found its connection
+    ready (keep-alive) reached the host sooner after one that had to connect. Here the first
+    request (robots.txt) waits 0.15 s for its name; the page after it, claimed 0.2 s after
+    it, reuses the connection at once: without pacing at send time it arrived 0.05 s later."""
+    delay = 0.2
+    site = Site({"/": html_page(links("/a", "/b"))}, default=html_page("x"))
+    looked_up: list[str] = []
+
+    async def slow_first_lookup(host: str, port: int) -> list[str]:
+        if not looked_up:
+            await trio.sleep(0.15)
+        looked_up.append(host)
+        return ["127.0.0.1"]
+
+    with trio.fail_after(30):
+        async with open_site_server(site) as server, watch_lag() as lag:
+            spider = generic(f"http://slow.test:{server.port}/")
+            settings = loopback_settings(server, per_host_delay=delay, per_host_concurrency=1)
+            await run(spider, settings, resolver=Resolver(slow_first_lookup))
+    arrivals = [r.time for r in server.requests]
+    assert [r.path for r in server.requests][:2] == ["/robots.txt", "/"]
+    assert len(arrivals) == 4
+    assert min(gaps(arrivals)) >= delay - lag.slack(delay)

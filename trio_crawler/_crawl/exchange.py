@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from .._exceptions import FailureKind, FetchError
-from .._http import Fetcher, FetchResult, failure_request, to_exchange
+from .._http import Fetcher, FetchResult, Pace, failure_request, to_exchange
 from .._retry import RetryPolicy
 from .._session import CookieJar, Credentials
 from .._settings import Settings, __version__
@@ -100,12 +100,13 @@ class Exchange:
                 request = answer
         return request
 
-    async def fetch(self, request: Request) -> FetchResult | Outcome:
-        """GET the request: its result, or what to do after a transport failure."""
+    async def fetch(self, request: Request, pace: Pace | None = None) -> FetchResult | Outcome:
+        """GET the request: its result, or what to do after a transport failure. ``pace`` is
+        awaited right before the request is sent (politeness at send time)."""
         c = self._counters
         url = request.url
         try:
-            result = await self._fetcher.fetch(url, self._headers(request))
+            result = await self._fetcher.fetch(url, self._headers(request), pace=pace)
         except FetchError as exc:
             self._archive.record(url, exc)
             c.requests += 1
@@ -130,12 +131,14 @@ class Exchange:
             self._cookies.store(url, result.headers.get_list("set-cookie"), now=time.time())
         return result
 
-    async def fetch_plain(self, url: str, *, max_body: int) -> FetchResult:
+    async def fetch_plain(
+        self, url: str, *, max_body: int, pace: Pace | None = None
+    ) -> FetchResult:
         """GET a URL of the crawl's own (robots.txt): no hooks, no cookies, archived.
         Raises :class:`~trio_crawler.FetchError`."""
         self._counters.requests += 1
         try:
-            result = await self._fetcher.fetch(url, max_body=max_body)
+            result = await self._fetcher.fetch(url, max_body=max_body, pace=pace)
         except FetchError as exc:
             self._archive.record(url, exc)
             raise

@@ -162,7 +162,7 @@ class RobotsGate:
         policy = await self._stored(site)
         fetched = policy is None
         if policy is None:
-            policy = await self._fetch(site)
+            policy = await self._fetch(site, key)
         self._cache.put(site, policy)
         delay = policy.crawl_delay(self._ua)
         await self._politeness.crawl_delay(key, delay, fetched_at=started if fetched else None)
@@ -182,13 +182,14 @@ class RobotsGate:
         )
         return None if policy.is_expired(now) else policy
 
-    async def _fetch(self, site: str) -> RobotsPolicy:
+    async def _fetch(self, site: str, key: str) -> RobotsPolicy:
         ttl = self._settings.robots_error_ttl
         url = robots_url(site)
         for _ in range(ROBOTS_REDIRECTS + 1):
             self._counters.robots_fetches += 1
             try:
-                result = await self._exchange.fetch_plain(url, max_body=ROBOTS_MAX_BYTES)
+                pace = self._politeness.pacer(key)
+                result = await self._exchange.fetch_plain(url, max_body=ROBOTS_MAX_BYTES, pace=pace)
             except FetchError as exc:
                 log.info("robots.txt of %s unreachable (%s): disallowing for now", site, exc)
                 self._errors[site] = exc

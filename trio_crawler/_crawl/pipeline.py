@@ -68,7 +68,7 @@ class Pipeline:
         request = await self._exchange.before(claim.request)
         if isinstance(request, Drop):
             return Done()
-        result = await self._exchange.fetch(request)
+        result = await self._exchange.fetch(request, self._politeness.pacer(claim.host))
         if not isinstance(result, FetchResult):
             return result
         redirect = result.status in _REDIRECTS and "location" in result.headers

@@ -18,17 +18,26 @@ machine). For each key:
 The store keeps the state (so a host's pace holds across the processes and workers of one
 crawl, and across a resume) and hands out requests by it (its frontier: ``claim``); this
 module decides what the state is, through the store's ``set_host_delay`` and ``pause_host``.
+
+**At send time.** The store spaces the *claims* of a host's requests; a request then goes
+through the gate and the fetcher, and reaches the host when its connection is ready: a new
+connection (DNS, TCP, TLS) sends later than a reused one, so two requests claimed a delay
+apart could reach the host closer than that. :meth:`Politeness.pacer` gives each request a
+``pace`` the HTTP layer awaits right before it writes the request: it waits until the host's
+delay has passed since the last request this process sent it. (Across the processes and
+workers of one crawl, requests stay spaced by their claims.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import trio
 
 from .._exceptions import FailureKind, FetchError
-from .._http import Resolver
+from .._http import Pace, Resolver
 from .._retry import AdaptiveDelay
 from .._settings import Settings
 from .._spider import Page
@@ -39,6 +48,8 @@ log = logging.getLogger("trio_crawler.politeness")
 
 #: Politeness keys remembered per crawl (``politeness_key="ip"``) before the map is emptied.
 _MAX_IP_KEYS = 100_000
+#: Hosts whose last send time is kept before old ones are forgotten (at most once a second).
+_MAX_SENT = 10_000
 
 
 class Politeness:
@@ -51,10 +62,45 @@ class Politeness:
         self._base_delay: dict[str, float] = {}
         self._throttles: dict[str, AdaptiveDelay] = {}
         self._ip_keys: dict[str, str] = {}
+        self._last_sent: dict[str, float] = {}
+        self._next_prune = -math.inf
 
     def delay_of(self, key: str) -> float:
         """The host's delay between request starts (the setting, or its Crawl-delay)."""
         return self._base_delay.get(key, self._settings.per_host_delay)
+
+    def _current_delay(self, key: str) -> float:
+        throttle = self._throttles.get(key)
+        return throttle.delay if throttle is not None else self.delay_of(key)
+
+    def pacer(self, key: str) -> Pace:
+        """The ``pace`` of one request to ``key`` (awaited once, right before it is sent):
+        it returns when the host's delay has passed since this process last sent it one."""
+        paced = False
+
+        async def pace() -> None:
+            nonlocal paced
+            if paced:
+                return  # the same request sent again (a stale keep-alive connection)
+            paced = True
+            last = self._last_sent
+            while True:
+                now = trio.current_time()
+                ready = last.get(key, -math.inf) + self._current_delay(key)
+                if now >= ready:
+                    break
+                await trio.sleep_until(ready)
+            last[key] = now
+            if len(last) > _MAX_SENT and now >= self._next_prune:
+                self._prune(now)
+
+        return pace
+
+    def _prune(self, now: float) -> None:
+        """Forget hosts whose last request is older than any delay (the map stays small)."""
+        horizon = now - max(self._settings.max_crawl_delay, self._settings.per_host_delay)
+        self._last_sent = {k: t for k, t in self._last_sent.items() if t >= horizon}
+        self._next_prune = now + 1.0
 
     async def crawl_delay(self, key: str, delay: float | None, *, fetched_at: float | None) -> None:
         """A robots.txt ``Crawl-delay`` for ``key`` (capped). ``fetched_at``: the robots.txt

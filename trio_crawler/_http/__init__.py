@@ -30,12 +30,14 @@ from .fetcher import (
     to_exchange,
 )
 from .guard import AddressGuard, allow_seed_hosts, is_public_address
+from .http11 import Pace
 
 __all__ = [
     "AddressGuard",
     "FetchResult",
     "Fetcher",
     "GuardedBackend",
+    "Pace",
     "Resolver",
     "SystemResolve",
     "WindowBudget",

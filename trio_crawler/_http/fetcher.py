@@ -67,7 +67,7 @@ from .decode import ACCEPT_ENCODING, DecodeError, Decoder, make_decoder
 from .dns import Resolver
 from .errors import kind_of, message_of
 from .guard import AddressGuard
-from .http11 import RECEIVED, request_head
+from .http11 import PACE, RECEIVED, Pace, request_head
 from .proxy import ProxyRoutes
 from .tls import make_ssl_context
 from .transport import (
@@ -257,8 +257,12 @@ class Fetcher:
         headers: Mapping[str, str] | None = None,
         *,
         max_body: int | None = None,
+        pace: Pace | None = None,
     ) -> FetchResult:
         """GET ``url`` once. Raises :class:`FetchError`; never an httpx exception.
+
+        ``pace`` is awaited right before the request is written, once the connection is
+        ready (the crawl's politeness at send time).
 
         With ``settings.warc`` set, a :class:`FetchError` carries ``request_headers`` (empty
         when the request could not even be built) and ``started_wall``: see
@@ -278,7 +282,8 @@ class Fetcher:
                     sent = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers)
                 if self._exchanger is None:
                     raise RuntimeError("Fetcher used outside 'async with'")
-                response = await self._exchanger.exchange(target, raw_headers, self._extensions)
+                extensions = self._extensions if pace is None else {**self._extensions, PACE: pace}
+                response = await self._exchanger.exchange(target, raw_headers, extensions)
                 return await self._read(response, url, limit, started, wall, sent)
             raise trio.TooSlowError
         except FetchError as exc:

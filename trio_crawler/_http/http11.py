@@ -63,6 +63,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 import httpcore
 import httptools
@@ -87,6 +88,11 @@ _VALUE_OK = re.compile(
     rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?"
 ).fullmatch
 _TARGET_OK = re.compile(rb"[\x21-\x7e]+").fullmatch
+
+#: A request extension: an async callable awaited right before the request is written (the
+#: crawl's politeness at send time, whatever the connection). Awaited once per request.
+PACE = "trio_crawler.pace"
+Pace = Callable[[], Awaitable[None]]
 
 
 class PeerClosed(httpcore.RemoteProtocolError):
@@ -239,6 +245,9 @@ class Http11Connection:
         self._expire_at = None
         timeouts = request.extensions.get("timeout", {})
         data = request_head(request.method, request.url.target, request.headers)
+        pace = request.extensions.get(PACE)
+        if pace is not None:
+            await pace()  # politeness at send time: the host's delay since its last request
         # a failed write is not the end: the server may have answered already, and hung up
         with contextlib.suppress(httpcore.WriteError):
             await self._stream.write(data, timeouts.get("write"))

@@ -25,6 +25,7 @@ from .backend import Forbidden, GuardedBackend, close_quietly, start_tls
 from .connections import Connections, Route
 from .dns import Resolver
 from .guard import AddressGuard
+from .http11 import PACE
 from .proxy import ProxyRoutes, ProxyTarget, open_connect_tunnel, open_socks5_tunnel
 
 
@@ -196,6 +197,9 @@ class HttpxExchanger:
     async def exchange(
         self, target: Target, headers: list[tuple[bytes, bytes]], extensions: dict[str, Any]
     ) -> httpcore.Response:
+        pace = extensions.pop(PACE, None)
+        if pace is not None:
+            await pace()
         request = httpx.Request("GET", target.url, headers=headers, extensions=extensions)
         response = await self._transport.handle_async_request(request)
         extensions = dict(response.extensions)
