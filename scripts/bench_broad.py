@@ -125,6 +125,14 @@ class Servers:
         dns = bench_procs.tree_cpu_seconds(self.dns.pid) if self.dns else 0.0
         return http, dns
 
+    def dns_queries(self) -> int:
+        """Queries the DNS server has answered so far (0 without one)."""
+        if self.dns is None:
+            return 0
+        worker = Worker(self.dns, -1)
+        words = worker.command("count").split()
+        return int(words[1]) if len(words) == 2 and words[1].isdigit() else 0
+
     def collect(self, into: Path | None) -> list[Path]:
         """Each worker dumps (and clears) its log; into ``into`` or thrown away."""
         paths = []
@@ -296,6 +304,7 @@ class Run:
     dns_cpu: float
     other_cpu: float
     ideal: float
+    dns_queries: int
     note: str = ""  # why a run failed outside the checks (exit status, timeout)
 
     @property
@@ -393,6 +402,7 @@ def one_run(ctx: Context, crawler: str, index: int) -> Run:
         url_key, error_key = "url", None
     servers = ctx.servers
     servers.collect(None)  # whatever came before this run is not part of it
+    queries0 = servers.dns_queries()
     busy0 = bench_procs.machine_busy_seconds()
     http0, dns0 = servers.cpu()
     self0 = sum(os.times()[:2])
@@ -408,6 +418,7 @@ def one_run(ctx: Context, crawler: str, index: int) -> Run:
     http1, dns1 = servers.cpu()
     busy1 = bench_procs.machine_busy_seconds()
     view = servers.view(servers.collect(d), ctx.per_host_limit)
+    queries = servers.dns_queries() - queries0
     check = check_output(out, ctx.expected, "none://-", url_key, error_key=error_key)
     server_cpu, dns_cpu = http1 - http0, dns1 - dns0
     other = (busy1 - busy0) - m.cpu - server_cpu - dns_cpu - (self1 - self0)
@@ -426,6 +437,7 @@ def one_run(ctx: Context, crawler: str, index: int) -> Run:
         dns_cpu=dns_cpu,
         other_cpu=max(0.0, other),
         ideal=ctx.ideal.wall,
+        dns_queries=queries,
         note=note,
     )
 
@@ -552,6 +564,8 @@ def print_notes(runs: Sequence[Run]) -> None:
             f"peak RSS of one process {run.measured.maxrss_mb:.0f} MB, "
             f"{run.measured.processes} processes",
         ]
+        if run.dns_queries:
+            notes.append(f"{run.dns_queries} DNS queries ({run.dns_cpu:.2f} CPU s)")
         if c.robots_skipped:
             notes.append(f"{c.robots_skipped} disallowed URLs recorded, not fetched")
         if v.other_fetches:
@@ -597,8 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resolver",
         choices=["hosts", "dns"],
-        help="names from /etc/hosts (default) or from a local DNS server (default with "
-        "--slow-dns)",
+        help="names from /etc/hosts (default) or from a local DNS server (default with --slow-dns)",
     )
     parser.add_argument(
         "--slow-dns",
@@ -667,7 +680,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _raise_nofile() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(hard, NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import collections
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -110,7 +111,7 @@ def analyse(
         robots_done = next((d for _, d, p in items if p == ROBOTS_PAGE), None)
         if first_page is not None and (robots_done is None or robots_done > first_page):
             without_robots += 1
-        for a, b in zip(items, items[1:], strict=False):
+        for a, b in itertools.pairwise(items):
             gaps.append(b[0] - a[0])
             if a[2] == ROBOTS_PAGE and b[0] - a[0] < GAP_LIMIT:
                 after_robots += 1

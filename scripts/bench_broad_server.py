@@ -330,7 +330,7 @@ def main() -> None:
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = p.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     run: Callable[[Any], None] = asyncio.run
     if args.loop == "uvloop":
