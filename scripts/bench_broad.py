@@ -650,8 +650,10 @@ def _per_host_limit(crawler_args: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.hosts, args.pages, args.runs, args.concurrency, args.server_workers) < 1:
-        print("bench_broad: --hosts, --pages, --runs, -c and --server-workers must be at least 1",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "bench_broad: --hosts, --pages, --runs, -c and --server-workers must be at least 1",
+            file=sys.stderr,
+        )
         return EXIT_SETUP_FAILED
     if args.slow_dns:
         if args.resolver == "hosts":

@@ -54,9 +54,9 @@ class ServerView:
         return self.requests / self.connections if self.connections else float("nan")
 
 
-def merge(logs: Iterable[tuple[Mapping[str, Sequence[float]], Mapping[str, int]]]) -> tuple[
-    dict[str, list[Any]], dict[str, int]
-]:  # fmt: skip
+def merge(
+    logs: Iterable[tuple[Mapping[str, Sequence[float]], Mapping[str, int]]],
+) -> tuple[dict[str, list[Any]], dict[str, int]]:
     """The logs of several workers as one (arrays concatenated, counters added)."""
     arrays: dict[str, list[Any]] = collections.defaultdict(list)
     counters: collections.Counter[str] = collections.Counter()
@@ -68,9 +68,12 @@ def merge(logs: Iterable[tuple[Mapping[str, Sequence[float]], Mapping[str, int]]
 
 
 def analyse(
-    site: Site, arrays: Mapping[str, Sequence[Any]], counters: Mapping[str, int], *,
+    site: Site,
+    arrays: Mapping[str, Sequence[Any]],
+    counters: Mapping[str, int],
+    *,
     per_host_limit: int = 2,
-) -> ServerView:  # fmt: skip
+) -> ServerView:
     arrival = arrays.get("arrival", [])
     done = arrays.get("done", [])
     conns = arrays.get("conn", [])

@@ -225,8 +225,10 @@ class Site:
     def body(self, h: int, i: int, filler: list[bytes]) -> bytes:
         """Page ``i`` of host ``h`` (``filler``: :meth:`filler`, made once)."""
         name = self.host_name(h)
-        nav = "".join(f'<li><a href="{link.href}">link {n}</a></li>\n' for n, link in
-                      enumerate(self.links(h, i)))  # fmt: skip
+        nav = "".join(
+            f'<li><a href="{link.href}">link {n}</a></li>\n'
+            for n, link in enumerate(self.links(h, i))
+        )
         return b"".join(
             (
                 f"<!doctype html>\n<html><head><meta charset=utf-8>"
