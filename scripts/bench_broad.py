@@ -115,10 +115,6 @@ class Servers:
     dns: subprocess.Popen[bytes] | None
     run_dir: Path
 
-    def pids(self) -> list[int]:
-        pids = [w.process.pid for w in self.workers]
-        return pids + ([self.dns.pid] if self.dns else [])
-
     def cpu(self) -> tuple[float, float]:
         """CPU seconds so far of the HTTP workers and of the DNS server."""
         http = sum(bench_procs.tree_cpu_seconds(w.process.pid) for w in self.workers)
@@ -566,6 +562,8 @@ def print_notes(runs: Sequence[Run]) -> None:
         ]
         if run.dns_queries:
             notes.append(f"{run.dns_queries} DNS queries ({run.dns_cpu:.2f} CPU s)")
+        if v.robots_repeated:
+            notes.append(f"robots.txt fetched more than once at {v.robots_repeated} hosts")
         if c.robots_skipped:
             notes.append(f"{c.robots_skipped} disallowed URLs recorded, not fetched")
         if v.other_fetches:

@@ -31,6 +31,7 @@ class ServerView:
     duplicate_fetches: int  # fetches of a page beyond its first
     missing: int  # pages of the site never fetched
     robots_fetches: int
+    robots_repeated: int  # hosts whose robots.txt was fetched more than once
     hosts_without_robots: int  # hosts whose pages were fetched without robots.txt first
     private_fetches: int  # disallowed by robots.txt: must be 0
     other_fetches: int  # paths that are not in the site (404)
@@ -107,7 +108,9 @@ def analyse(
     most = 0
     over = 0
     without_robots = 0
+    repeated = 0
     for items in by_host.values():
+        repeated += sum(1 for _, _, p in items if p == ROBOTS_PAGE) > 1
         items.sort()
         # robots.txt answered before the first page of the host arrived
         first_page = next((t for t, _, p in items if p >= 0), None)
@@ -139,6 +142,7 @@ def analyse(
         duplicate_fetches=sum(fetched.values()) - len(fetched),
         missing=expected - len(fetched),
         robots_fetches=robots,
+        robots_repeated=repeated,
         hosts_without_robots=without_robots,
         private_fetches=private,
         other_fetches=other,

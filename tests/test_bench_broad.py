@@ -194,6 +194,9 @@ def test_analysis_of_a_polite_complete_crawl() -> None:
     assert view.min_gap == pytest.approx(0.25)
     assert (view.gaps, view.gaps_below, view.max_in_flight, view.missing) == (2, 0, 1, 0)
     assert view.late_max == pytest.approx(0.0, abs=1e-9)
+    assert (view.robots_fetches, view.robots_repeated) == (1, 0)
+    again = analysis.analyse(site, _log([*rows, (0.75, 0.80, 1, 0, ROBOTS_PAGE)], conns=2), {})
+    assert (again.robots_fetches, again.robots_repeated) == (2, 1)
 
 
 def test_analysis_finds_impolite_and_wrong_fetches() -> None:
