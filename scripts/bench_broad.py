@@ -610,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--hosts", type=int, default=2000)
+    parser.add_argument("--hosts", type=int, default=2000, help="hosts in the site")
     parser.add_argument("--pages", type=int, default=10, help="pages per host")
     parser.add_argument("--runs", type=int, default=3, help="runs per crawler; medians reported")
     parser.add_argument(
@@ -641,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fanout", type=int, default=8, help="child hosts per host")
     parser.add_argument("--server-workers", type=int, default=2, help="server processes")
     parser.add_argument("--server-loop", choices=["uvloop", "asyncio"], default="uvloop")
-    parser.add_argument("--port", type=int, help="server port (18480, 18443 with --https)")
+    parser.add_argument("--port", type=int, help="server port (18480; 18481 with --https)")
     parser.add_argument("--bench-dir", default="/tmp/trio-crawler-bench-broad")
     parser.add_argument(
         "--timeout", type=float, help="seconds per crawl run; unset: 120 + pages/40"

@@ -14,7 +14,7 @@ DownloaderAwarePriorityQueue, a larger thread pool for DNS, log level INFO, no c
 retries, a 15 s download timeout, no redirects, the AJAX-crawlable-pages middleware, and
 breadth-first order (DEPTH_PRIORITY 1 with FIFO queues); plus the benchmark's politeness, the
 same as trio-crawler's defaults: 2 requests in flight per host and 0.25 s between two requests
-to a host (RANDOMIZE_DOWNLOAD_DELAY off: Scrapy's default would draw each delay from 0.125 to
+to a host (without random variation: Scrapy's default would draw each delay from 0.125 to
 0.375 s), robots.txt obeyed. CONCURRENT_REQUESTS comes from the command line (the benchmark's
 ``-c``). ``closed()`` writes Scrapy's statistics to ``stats_file``.
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 import scrapy
 from scrapy.linkextractors import LinkExtractor
+from scrapy.settings import default_settings
 
 
 class BroadSpider(scrapy.Spider):
@@ -48,7 +49,13 @@ class BroadSpider(scrapy.Spider):
         # the benchmark's politeness (trio-crawler's defaults)
         "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
         "DOWNLOAD_DELAY": 0.25,
-        "RANDOMIZE_DOWNLOAD_DELAY": False,
+        # no random variation of the delay: DOWNLOAD_DELAY_JITTER where Scrapy has it (the
+        # newer name), RANDOMIZE_DOWNLOAD_DELAY before
+        **(
+            {"DOWNLOAD_DELAY_JITTER": 0}
+            if hasattr(default_settings, "DOWNLOAD_DELAY_JITTER")
+            else {"RANDOMIZE_DOWNLOAD_DELAY": False}
+        ),
         "ROBOTSTXT_OBEY": True,
         "AUTOTHROTTLE_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
