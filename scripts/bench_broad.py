@@ -623,7 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--concurrency", type=int, default=256, help="requests in flight over all hosts"
     )
     parser.add_argument(
-        "--crawler-args", default="", help="extra trio-crawler crawl flags (one shell string)"
+        "--crawler-args",
+        default="",
+        help="extra trio-crawler crawl flags, one shell string (write --crawler-args='--flag' "
+        "for a single flag)",
     )
     parser.add_argument(
         "--resolver",
