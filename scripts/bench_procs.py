@@ -387,3 +387,40 @@ def ensure_scrapy(venv: Path, spec: str) -> str:
     except (subprocess.SubprocessError, OSError) as exc:
         raise SetupError(f"Scrapy in {venv} does not run: {exc}") from None
     return done.stdout.strip()
+
+
+# --------------------------------------------------------------------------- other tools
+
+
+def ensure_venv(venv: Path, specs: Sequence[str], modules: Sequence[str]) -> str:
+    """A throwaway venv at ``venv`` holding ``specs`` (``pip install``); its python.
+
+    It is (re)made when one of ``modules`` does not import in it; a venv made for other specs
+    is kept while they all import.
+    """
+    python = venv / "bin" / "python"
+    probe = ["-c", "import " + ", ".join(modules)] if modules else ["-c", "pass"]
+    if python.exists():
+        try:
+            subprocess.run([str(python), *probe], check=True, timeout=120, capture_output=True)
+            return str(python)
+        except (subprocess.SubprocessError, OSError):
+            pass
+    print(f"installing {' '.join(specs)} into {venv}...", file=sys.stderr, flush=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    steps = (
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *specs],
+        [str(python), *probe],
+    )
+    for cmd in steps:
+        try:
+            subprocess.run(cmd, check=True, timeout=900, capture_output=True)
+        except subprocess.CalledProcessError as exc:
+            last = exc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            shutil.rmtree(venv, ignore_errors=True)
+            raise SetupError(f"'{' '.join(cmd[-2:])}' failed: {last[0]}") from None
+        except (subprocess.SubprocessError, OSError) as exc:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise SetupError(f"'{' '.join(cmd[-2:])}' failed: {exc}") from None
+    return str(python)

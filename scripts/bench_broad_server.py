@@ -1,0 +1,345 @@
+"""The broad-crawl benchmark's server: every host of the site, answering after the injected
+latency, logging every arrival. One worker process; the benchmark starts several of them on one
+port with SO_REUSEPORT (the kernel spreads the connections) and reads their logs.
+
+Run by the benchmark's tools venv (stdlib, plus uvloop when ``--loop uvloop``)::
+
+    python scripts/bench_broad_server.py --site JSON --port P --worker W [--tls CERT KEY]
+
+It listens on 0.0.0.0:P, which takes the connections to every loopback address
+(127.1.0.0 upwards, one per host); a peer that is not on loopback is closed at once. The host of
+a request is its Host header (``h00042.bench.test:P``); the server checks it against the
+address the connection was made to. Each request is answered ``Site.delay(host, path)`` seconds
+after its head arrived, in order on its connection, with a keep-alive HTTP/1.1 response (the
+server never closes a connection first, so requests per connection measure the client).
+
+The log keeps, per request, the arrival time, the time the response was written (both
+``time.monotonic()``, shared by the processes of the machine), the connection id, the host and
+the page code; per connection its open and close times. Commands on stdin, one per line:
+``dump PATH`` writes the log to PATH (:func:`read_log`'s format), clears it and answers
+``ok REQUESTS CONNECTIONS`` on stdout; ``quit`` (or the end of stdin) stops the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench_broad_site import PRIVATE_PAGE, ROBOTS, ROBOTS_PAGE, Site
+
+MAX_HEAD = 64 * 1024
+NAN = float("nan")
+
+_FIELDS = {
+    "arrival": "d",
+    "done": "d",
+    "conn": "q",
+    "host": "i",
+    "page": "i",
+    "conn_open": "d",
+    "conn_close": "d",
+}
+
+
+class Log:
+    """Per-request and per-connection arrays (cheap to append to, compact to write)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.arrays: dict[str, array.array[Any]] = {k: array.array(t) for k, t in _FIELDS.items()}
+        self.bad_requests = 0  # unparseable, or a Host that is not one of the site's
+        self.wrong_address = 0  # Host header of another host than the address dialled
+        self.foreign_peers = 0
+
+    def dump(self, path: Path) -> tuple[int, int]:
+        a = self.arrays
+        header = {
+            "fields": {k: [t, len(a[k])] for k, t in _FIELDS.items()},
+            "bad_requests": self.bad_requests,
+            "wrong_address": self.wrong_address,
+            "foreign_peers": self.foreign_peers,
+        }
+        with open(path, "wb") as f:
+            blob = json.dumps(header).encode()
+            f.write(len(blob).to_bytes(4, "little") + blob)
+            for k in _FIELDS:
+                a[k].tofile(f)
+        counts = len(a["arrival"]), len(a["conn_open"])
+        self.reset()
+        return counts
+
+
+def read_log(path: Path) -> tuple[dict[str, array.array[Any]], dict[str, int]]:
+    """A dumped log: the arrays by field name, and the counters."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(4), "little")
+        header = json.loads(f.read(size))
+        arrays: dict[str, array.array[Any]] = {}
+        for k, (t, n) in header["fields"].items():
+            arr = array.array(t)
+            arr.fromfile(f, n)
+            arrays[k] = arr
+    counters = {k: v for k, v in header.items() if k != "fields"}
+    return arrays, counters
+
+
+def _address_host(address: str) -> int:
+    """Host number of a loopback address (the inverse of ``Site.address``), or -1."""
+    parts = address.split(".")
+    if len(parts) != 4 or parts[0] != "127":
+        return -1
+    b, c, d = (int(x) for x in parts[1:])
+    return ((b - 1) << 16) | (c << 8) | d if b >= 1 else -1
+
+
+class Server:
+    def __init__(self, site: Site, worker: int, workers: int) -> None:
+        self.site = site
+        self.filler = site.filler()
+        self.log = Log()
+        self.worker = worker
+        self.workers = workers
+        self.next_conn = 0
+        self.loop = asyncio.get_running_loop()
+
+    def protocol(self) -> Connection:
+        return Connection(self)
+
+    def response(self, host: int, code: int) -> bytes:
+        if code >= 0:
+            body = self.site.body(host, code, self.filler)
+            kind = b"text/html; charset=utf-8"
+            status = b"200 OK"
+        elif code == ROBOTS_PAGE:
+            body, kind, status = ROBOTS, b"text/plain", b"200 OK"
+        elif code == PRIVATE_PAGE:
+            body, kind, status = b"<p>private</p>\n", b"text/html", b"200 OK"
+        else:
+            body, kind, status = b"not found\n", b"text/plain", b"404 Not Found"
+        return b"".join(
+            (
+                b"HTTP/1.1 ",
+                status,
+                b"\r\nContent-Type: ",
+                kind,
+                b"\r\nContent-Length: %d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+
+
+class Connection(asyncio.Protocol):
+    __slots__ = (
+        "address_host",
+        "buf",
+        "close_after",
+        "id",
+        "index",
+        "pending",
+        "server",
+        "timer",
+        "transport",
+    )
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.buf = b""
+        self.pending: list[tuple[int, int, int, float]] = []  # (log index, host, page, due)
+        self.timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.Transport | None = None
+        self.close_after = False
+        self.id = -1
+        self.index = -1
+        self.address_host = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        srv = self.server
+        peer = transport.get_extra_info("peername")
+        if not peer or not str(peer[0]).startswith("127."):
+            srv.log.foreign_peers += 1
+            transport.abort()
+            return
+        sock = transport.get_extra_info("sockname")
+        self.address_host = _address_host(str(sock[0])) if sock else -1
+        self.id = srv.next_conn * srv.workers + srv.worker
+        srv.next_conn += 1
+        log = srv.log.arrays
+        self.index = len(log["conn_open"])
+        log["conn_open"].append(time.monotonic())
+        log["conn_close"].append(NAN)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD:
+                    self._bad()
+                    return
+                self.buf = buf
+                return
+            head = buf[:end]
+            buf = buf[end + 4 :]
+            if not self._request(head):
+                return
+
+    def _request(self, head: bytes) -> bool:
+        now = time.monotonic()
+        srv = self.server
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        host = None
+        close = False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"host":
+                host = srv.site.host_id(value)
+            elif name == b"connection" and b"close" in value.lower():
+                close = True
+            elif name == b"content-length" and value.strip() not in (b"0", b""):
+                host = None  # the crawlers only GET; a body would need reading
+        if len(parts) != 3 or host is None:
+            self._bad()
+            return False
+        if host != self.address_host:
+            srv.log.wrong_address += 1
+        target = parts[1]
+        q = target.find(b"?")
+        code = srv.site.page_code(target if q < 0 else target[:q])
+        log = srv.log.arrays
+        index = len(log["arrival"])
+        log["arrival"].append(now)
+        log["done"].append(NAN)
+        log["conn"].append(self.id)
+        log["host"].append(host)
+        log["page"].append(code)
+        self.pending.append((index, host, code, now + srv.site.delay(host, code)))
+        self.close_after = self.close_after or close
+        if self.timer is None:
+            self._schedule()
+        return True
+
+    def _schedule(self) -> None:
+        due = self.pending[0][3]
+        self.timer = self.server.loop.call_later(max(0.0, due - time.monotonic()), self._answer)
+
+    def _answer(self) -> None:
+        self.timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        index, host, code, _ = self.pending.pop(0)
+        transport.write(self.server.response(host, code))
+        self.server.log.arrays["done"][index] = time.monotonic()
+        if self.pending:
+            self._schedule()
+        elif self.close_after:
+            transport.close()
+
+    def _bad(self) -> None:
+        self.server.log.bad_requests += 1
+        if self.transport is not None:
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.pending.clear()
+        if self.index >= 0:
+            self.server.log.arrays["conn_close"][self.index] = time.monotonic()
+        self.transport = None
+
+
+def _listener(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def serve(args: argparse.Namespace) -> None:
+    site = Site(**json.loads(args.site))
+    server = Server(site, args.worker, args.workers)
+    ctx = _tls_context(*args.tls) if args.tls else None
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        server.protocol, sock=_listener(args.port), ssl=ctx, backlog=4096
+    )
+    done = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: done.done() or done.set_result(None))
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print("ready", flush=True)
+
+    async def commands() -> None:
+        while True:
+            line = (await reader.readline()).decode().split()
+            if not line or line[0] == "quit":
+                break
+            if line[0] == "dump" and len(line) == 2:
+                requests, conns = server.log.dump(Path(line[1]))
+                print(f"ok {requests} {conns}", flush=True)
+            else:
+                print(f"error unknown command {line!r}", flush=True)
+
+    task = asyncio.ensure_future(commands())
+    await asyncio.wait([task, done], return_when=asyncio.FIRST_COMPLETED)
+    listener.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--site", required=True, help="the Site's fields as JSON")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--worker", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    args = p.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    run: Callable[[Any], None] = asyncio.run
+    if args.loop == "uvloop":
+        import uvloop
+
+        run = uvloop.run
+    os.environ.pop("PYTHONASYNCIODEBUG", None)
+    run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
