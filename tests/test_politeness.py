@@ -1338,3 +1338,27 @@ async def test_the_delay_separates_arrivals_not_only_claims() -> None:
     assert [r.path for r in server.requests][:2] == ["/robots.txt", "/"]
     assert len(arrivals) == 4
     assert min(gaps(arrivals)) >= delay - lag.slack(delay)
+
+
+async def test_robots_txt_is_fetched_once_per_host_however_many_hosts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20: with more hosts than the parsed-policy cache holds (10,000), robots.txt was
+    fetched again and again (1,049,966 robots.txt requests for 10,171 hosts). A policy that
+    left the cache is parsed again from the answer the store kept."""
+    from trio_crawler._crawl import gate
+
+    monkeypatch.setattr(gate, "ROBOTS_CACHE_SIZE", 2)
+    sites = [Site({"/robots.txt": robots("User-agent: *\nDisallow: /private\n")}) for _ in range(5)]
+    async with open_servers(*sites) as servers:
+        for i, site in enumerate(sites):
+            # every host links to a page of every host: policies go in and out of the cache
+            others = [s.url(f"/p{i}-{j}") for j, s in enumerate(servers)]
+            site.add("/", html_page(links(*others)))
+            site.default = html_page(links(*(s.url("/") for s in servers)))
+        settings = loopback_settings(*servers, scope="any", per_host_delay=0.01)
+        with trio.fail_after(30):
+            await run(generic(*(s.url("/") for s in servers)), settings)
+    for server in servers:
+        assert server.count("/robots.txt") == 1
+        assert len(page_targets(server)) == 6  # / and one page from each host

@@ -41,6 +41,10 @@ log = logging.getLogger("trio_crawler.engine")
 #: Redirects of a robots.txt request followed before the host counts as unreachable.
 ROBOTS_REDIRECTS = 5
 
+#: Parsed robots.txt policies kept (a host's policy that left is parsed again from what the
+#: store kept of its answer, not fetched again).
+ROBOTS_CACHE_SIZE = 10_000
+
 #: ``Request.meta`` key marking a sitemap request (read by :class:`Sitemaps`, never scraped).
 SITEMAP = "trio_crawler.sitemap"
 
@@ -114,7 +118,7 @@ class RobotsGate:
         self._politeness = politeness
         self._sitemaps = sitemaps
         self._ua = user_agent_token(settings.user_agent)
-        self._cache = RobotsCache()
+        self._cache = RobotsCache(ROBOTS_CACHE_SIZE)
         self._pending: dict[str, trio.Event] = {}
         self._errors: dict[str, FetchError] = {}
 

@@ -1,8 +1,10 @@
 """What the in-process stores (memory, SQLite) share: the frontier of claims, the heap of
-retries waiting for their time, and the Event that wakes the scheduler when anything changes."""
+retries waiting for their time, and the Event that wakes the scheduler when anything changes;
+and the robots.txt answers an in-process store keeps (:class:`RobotsAnswers`)."""
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import math
@@ -50,3 +52,38 @@ class LocalQueue:
     async def wait_changed(self, until: float | None) -> None:
         with trio.move_on_at(math.inf if until is None else until):
             await self._changed.wait()
+
+
+#: Bytes of robots.txt bodies an in-process store keeps (the least recently used go first).
+ROBOTS_BYTES = 64 * 1024 * 1024
+
+
+class RobotsAnswers:
+    """robots.txt answers as received (status, body, wall-clock time fetched) by origin,
+    bounded by their bytes (least recently used first out). The engine keeps parsed policies
+    for fewer hosts; one that left its cache is parsed again from here, not fetched again,
+    so a crawl of many thousands of hosts never asks a host twice for its robots.txt."""
+
+    def __init__(self, max_bytes: int = ROBOTS_BYTES) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._answers: collections.OrderedDict[str, tuple[int, bytes, float]] = (
+            collections.OrderedDict()
+        )
+
+    def get(self, host: str) -> tuple[int, bytes, float] | None:
+        answer = self._answers.get(host)
+        if answer is not None:
+            self._answers.move_to_end(host)
+        return answer
+
+    def put(self, host: str, status: int, body: bytes, fetched_at: float) -> None:
+        old = self._answers.pop(host, None)
+        if old is not None:
+            self._bytes -= len(old[1]) + len(host)
+        self._answers[host] = (status, body, fetched_at)
+        self._bytes += len(body) + len(host)
+        while self._bytes > self._max and len(self._answers) > 1:
+            gone, (_, gone_body, _) = self._answers.popitem(last=False)
+            self._bytes -= len(gone_body) + len(gone)
+

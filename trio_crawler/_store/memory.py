@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .._frontier import Frontier
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
-from .local import LocalQueue
+from .local import LocalQueue, RobotsAnswers
 
 if TYPE_CHECKING:
     from .._settings import Settings
@@ -36,6 +36,7 @@ class MemoryStore(LocalQueue, CrawlStore):
         self._seen: set[int] = set()
         self._max_per_host = max_pages_per_host
         self._host_admitted: dict[str, int] = {}
+        self._robots = RobotsAnswers()
         self._over_budget = 0
 
     @classmethod
@@ -130,6 +131,12 @@ class MemoryStore(LocalQueue, CrawlStore):
 
     def active_hosts(self) -> int:
         return self._frontier.active_hosts()
+
+    async def load_robots(self, host: str) -> tuple[int, bytes, float] | None:
+        return self._robots.get(host)
+
+    async def save_robots(self, host: str, status: int, body: bytes, fetched_at: float) -> None:
+        self._robots.put(host, status, body, fetched_at)
 
     async def flush(self) -> None:
         for exporter in self._outputs:

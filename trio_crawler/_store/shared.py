@@ -21,6 +21,7 @@ import trio
 from .._exceptions import CrawlerError
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
+from .local import RobotsAnswers
 from .remote import (
     FRAME_HEADER,
     MAX_PROCESSES,
@@ -79,7 +80,7 @@ class SharedStore(CrawlStore):
         self._pages_started: set[int] = set()
         self._on_stop = on_stop
         self._seeds: list[str] = []  # scope additions, sent on to the workers
-        self._robots: dict[str, tuple[int, bytes, float]] = {}
+        self._robots = RobotsAnswers()
         self._delayed_hosts: set[str] = set()
         self._listening = trio.Event()
         self._seeded = trio.Event()
@@ -178,7 +179,7 @@ class SharedStore(CrawlStore):
         return kept if kept is not None else await self.inner.load_robots(host)
 
     async def save_robots(self, host: str, status: int, body: bytes, fetched_at: float) -> None:
-        self._robots[host] = (status, body, fetched_at)
+        self._robots.put(host, status, body, fetched_at)
         await self.inner.save_robots(host, status, body, fetched_at)
 
     async def flush(self) -> None:
