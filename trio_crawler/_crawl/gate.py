@@ -207,10 +207,14 @@ class RobotsGate:
                 if not url.startswith(("http://", "https://")):
                     break
                 continue
-            await self._store.save_robots(site, result.status, result.body, time.time())
-            return RobotsPolicy.from_response(
+            policy = RobotsPolicy.from_response(
                 result.status, result.body, now=trio.current_time(), error_ttl=ttl
             )
+            if policy.kind != "disallow_all" or 200 <= result.status < 300:
+                # an error answer (429, 5xx) holds for robots_error_ttl only: not kept, so
+                # the next look after it asks the host again
+                await self._store.save_robots(site, result.status, result.body, time.time())
+            return policy
         return RobotsPolicy.unreachable(now=trio.current_time(), error_ttl=ttl)
 
 
