@@ -431,3 +431,28 @@ async def test_a_closed_stream_refuses_reads_and_writes() -> None:
                 await stream.read(10)
             with pytest.raises(httpcore.WriteError):
                 await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+
+
+async def _resolve_to_loopback(host: str, port: int) -> list[str]:
+    return ["127.0.0.1"]
+
+
+async def test_a_broad_crawl_keeps_a_connection_for_every_host() -> None:
+    """Issue 20: the crawl kept ``concurrency + 16`` idle connections, so over many hosts a
+    host's connection was gone before its next request (1.04 requests per connection over
+    2,000 hosts). Now ``keepalive_connections`` (4,096) are kept."""
+    with trio.fail_after(LIMIT):
+        async with counting_server() as server:
+            resolver = Resolver(_resolve_to_loopback)
+            async with Fetcher(settings(), resolver=resolver) as fetcher:
+                for _ in range(3):
+                    for i in range(40):
+                        result = await fetcher.fetch(f"http://h{i}.test:{server.port}/a")
+                        assert result.status == 200
+            assert server.connections == 40  # one per host, each used 3 times
+            no_idle = settings(keepalive_connections=0)
+            async with Fetcher(no_idle, resolver=resolver) as fetcher:
+                for i in range(5):
+                    await fetcher.fetch(f"http://h{i}.test:{server.port}/a")
+                    await fetcher.fetch(f"http://h{i}.test:{server.port}/a")
+            assert server.connections == 40 + 10

@@ -344,6 +344,16 @@ class Settings:
         low=0,
         high=100,
     )
+    keepalive_connections: int = setting(
+        4096,
+        "idle keep-alive connections kept crawl-wide, each for its host's next request (the "
+        "least recently used closed first; fewer when the open-file limit is lower)",
+        group=TRANSPORT,
+        flags=("--keepalive-connections",),
+        metavar="N",
+        low=0,
+        high=1_000_000,
+    )
 
     # --- network safety
     allow_private: bool = setting(

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import resource
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -157,8 +158,25 @@ class WindowBudget:
             self._lot.unpark_all()
 
 
-#: Idle connections kept beyond ``concurrency`` (hosts the crawl comes back to).
-_SPARE_IDLE = 16
+#: Open files left for everything but idle connections (the store, logs, outputs, DNS).
+_FILE_RESERVE = 256
+
+
+def idle_connection_limit(settings: Settings) -> int:
+    """Idle keep-alive connections this process may keep: ``keepalive_connections``, within
+    the open-file limit (raised to its hard limit first, as far as allowed) once the
+    requests in flight and a reserve have their descriptors."""
+    want = settings.keepalive_connections
+    need = want + settings.concurrency + _FILE_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return want
+    return max(0, min(want, soft - settings.concurrency - _FILE_RESERVE))
 
 
 class Fetcher:
@@ -221,7 +239,7 @@ class Fetcher:
             self.guard,
             self.resolver,
             ssl_context=ctx,
-            max_idle=s.concurrency + _SPARE_IDLE,
+            max_idle=idle_connection_limit(s),
             routes=routes,
             capture_ip=self._capture,
         )
