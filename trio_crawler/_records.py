@@ -129,6 +129,10 @@ def _key(key: object) -> str:
     return str(key)
 
 
+#: Field names of the dataclasses met (items are converted on the hot path: once per class).
+_DATACLASS_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _fields_of(item: object, depth: int) -> dict[str, Any] | None:
     """The record of a structured item (mapping, dataclass, attrs, pydantic, NamedTuple)."""
     if isinstance(item, Mapping):
@@ -136,8 +140,16 @@ def _fields_of(item: object, depth: int) -> dict[str, Any] | None:
     if isinstance(item, type):
         return None
     cls = type(item)
-    if dataclasses.is_dataclass(item):
-        return {f.name: _value(getattr(item, f.name), depth + 1) for f in dataclasses.fields(item)}
+    names = _DATACLASS_FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(item):
+        names = _DATACLASS_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(item))
+    if names is not None:
+        plain = _PLAIN
+        out = {}
+        for name in names:
+            value = getattr(item, name)
+            out[name] = value if type(value) in plain else _value(value, depth + 1)
+        return out
     attrs_attrs = getattr(cls, "__attrs_attrs__", None)
     if attrs_attrs is not None:
         return {a.name: _value(getattr(item, a.name), depth + 1) for a in attrs_attrs}

@@ -181,7 +181,7 @@ async def _close(conn: Http11Connection) -> None:
 class _Releasing:
     """A response body that gives its connection back when the response is closed."""
 
-    __slots__ = ("_conn", "_key", "_owner", "_released", "_stream")
+    __slots__ = ("_conn", "_doomed", "_key", "_owner", "_released", "_stream")
 
     def __init__(self, stream: Any, owner: Connections, key: _Key, conn: Http11Connection) -> None:
         self._stream = stream
@@ -189,20 +189,32 @@ class _Releasing:
         self._key = key
         self._conn = conn
         self._released = False
+        self._doomed: Http11Connection | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         it: AsyncIterator[bytes] = self._stream.__aiter__()
         return it
+
+    def close_nowait(self) -> bool:
+        """Close the response and give the connection back without awaiting, when nothing
+        needs closing (see ``_Body.close_nowait``); False when :meth:`aclose` must run."""
+        close = getattr(self._stream, "close_nowait", None)
+        if self._released or close is None or not close():
+            return self._released
+        self._released = True
+        self._doomed = self._owner._settle(self._key, self._conn)
+        return self._doomed is None
 
     async def aclose(self) -> None:
         try:
             if hasattr(self._stream, "aclose"):
                 await self._stream.aclose()
         finally:
+            doomed, self._doomed = self._doomed, None
             if not self._released:
                 self._released = True
                 # giving the connection back does not await; only a close does (shielded)
                 doomed = self._owner._settle(self._key, self._conn)
-                if doomed is not None:
-                    with trio.CancelScope(shield=True):
-                        await _close(doomed)
+            if doomed is not None:
+                with trio.CancelScope(shield=True):
+                    await _close(doomed)

@@ -414,9 +414,11 @@ class Fetcher:
                 truncated = size >= limit and _more(decoder, None)
         finally:
             self._window_budget.release(reserved)
-            with trio.move_on_after(0.5) as scope:
-                scope.shield = True
-                await _close_quietly(response)
+            close_nowait = getattr(response.stream, "close_nowait", None)
+            if close_nowait is None or not close_nowait():
+                with trio.move_on_after(0.5) as scope:
+                    scope.shield = True
+                    await _close_quietly(response)
         reason = extensions.get("reason_phrase", b"")
         version = extensions.get("http_version", b"HTTP/1.1")
         return FetchResult(

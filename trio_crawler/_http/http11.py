@@ -316,10 +316,16 @@ class Http11Connection:
             },
         )
 
+    def _reusable_after(self, body: _Body) -> bool:
+        return self._state == _ACTIVE and body.complete and body.keep_alive and not body.extra
+
+    def _now_idle(self) -> None:
+        self._state = _IDLE
+        self._expire_at = time.monotonic() + self._expiry
+
     async def _response_closed(self, body: _Body) -> None:
-        if self._state == _ACTIVE and body.complete and body.keep_alive and not body.extra:
-            self._state = _IDLE
-            self._expire_at = time.monotonic() + self._expiry
+        if self._reusable_after(body):
+            self._now_idle()
         elif self._state != _CLOSED:
             await self.aclose()
 
@@ -439,3 +445,14 @@ class _Body:
         if not self._closed:
             self._closed = True
             await self._conn._response_closed(self)
+
+    def close_nowait(self) -> bool:
+        """Close a body read to its end on a connection that stays open, without awaiting
+        (the common case: no cancel scope, no checkpoint); False when closing must await."""
+        if self._closed:
+            return True
+        if self._conn._reusable_after(self):
+            self._closed = True
+            self._conn._now_idle()
+            return True
+        return False
