@@ -153,6 +153,9 @@ class Settings:
     """Within a host, serve higher ``Request.priority`` first, then breadth- or depth-first."""
     dedupe_content: bool = False
     """Skip link extraction on a page whose body was already seen (mirrors, session ids)."""
+    link_graph: bool = False
+    """Keep the crawl's link graph in its store (who links to each URL, with the anchor text;
+    out-of-scope links met; pages noindex kept out), for the report. ``--report`` turns it on."""
     before_request: tuple[BeforeRequest, ...] = ()
     """Async hooks run before each request, before the spider's own (see :mod:`._hooks`)."""
     after_response: tuple[AfterResponse, ...] = ()
