@@ -33,6 +33,7 @@ from .remote import (
 
 if TYPE_CHECKING:
     from .._export import Exporter
+    from .._graph import CrawlGraph, PageGraph
     from .._stats import Counters
 
 log = logging.getLogger("trio_crawler.store.shared")
@@ -128,9 +129,17 @@ class SharedStore(CrawlStore):
         await self.inner.wait_changed(until)
 
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
-        return await self.inner.complete(claim, new, items)
+        return await self.inner.complete(claim, new, items, graph=graph)
+
+    def link_graph(self) -> CrawlGraph | None:
+        return self.inner.link_graph()
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
         await self.inner.retry(claim, request, not_before)
@@ -362,9 +371,9 @@ class SharedStore(CrawlStore):
                 out.append((cid, claim.request, claim.fingerprint, claim.host))
             return out
         if op == "complete":
-            cid, new, items = args
+            cid, new, items, graph = args
             claim = conn.claims.pop(cid)
-            return await self.complete(claim, new, items)
+            return await self.complete(claim, new, items, graph=graph)
         if op == "retry":
             cid, request, delay = args
             claim = conn.claims.pop(cid)
