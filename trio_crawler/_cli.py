@@ -531,6 +531,8 @@ def _settings_from(args: argparse.Namespace, spider: Spider) -> Settings:
         if value is None:
             continue
         values[name] = tuple(value) if isinstance(value, list) else value
+    if getattr(args, "report", None):
+        values["link_graph"] = True  # the report lists every page that links to a broken URL
     if args.header:
         headers: dict[str, str] = {}
         for raw in args.header:
