@@ -143,18 +143,21 @@ def write_graph(conn: sqlite3.Connection, data: list[dict[str, object]], seed: i
     Pareto-distributed number of pages (a few from most, thousands from some), its first 20
     referrers with a link text; out-of-scope URLs met a Zipf-like number of times."""
     from trio_crawler._graph import NOINDEX_KEPT, OUT_OF_SCOPE_KEPT, REFERRERS_KEPT
+    from trio_crawler._store.sqlite_graph import target_id
 
     rng = random.Random(seed)
     urls = [str(r["url"]) for r in data]
-    targets = []
+    targets, links = [], []
     for url in urls:
         total = min(5000, int(rng.paretovariate(1.2)))
-        refs = [
-            (urls[rng.randrange(len(urls))], f"Read more about {url.rsplit('/', 1)[-1][:40]}")
-            for _ in range(min(total, REFERRERS_KEPT))
-        ]
-        targets.append((url, total, json.dumps(refs)))
-    conn.executemany("INSERT INTO graph_targets (url, total, refs) VALUES (?, ?, ?)", targets)
+        key = target_id(url)
+        targets.append((key, total))
+        for _ in range(min(total, REFERRERS_KEPT)):
+            source = urls[rng.randrange(len(urls))]
+            links.append((key, source, f"Read more about {url.rsplit('/', 1)[-1][:40]}"))
+    rng.shuffle(links)  # as a crawl commits them: targets interleaved
+    conn.executemany("INSERT INTO graph_targets (id, total) VALUES (?, ?)", targets)
+    conn.executemany("INSERT INTO graph_links (id, source, anchor) VALUES (?, ?, ?)", links)
     away = [
         (f"https://other{i % 5000}.example.org/page/{i}", max(1, int(1e5 / (i + 1) ** 1.1)))
         for i in range(OUT_OF_SCOPE_KEPT)

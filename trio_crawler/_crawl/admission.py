@@ -83,6 +83,11 @@ class Admission:
             return None
         return NewRequest(request, fp, host)
 
+    def may_follow(self, url: str) -> bool:
+        """Whether the crawl's URL rules (scope, patterns, path traps: stateless) let ``url``
+        in: only such a URL can get a page of its own (the link graph keeps links to these)."""
+        return self._rules.check(url) is None
+
     def admit_all(self, requests: Iterable[Request]) -> list[NewRequest]:
         return [new for request in requests if (new := self.admit(request)) is not None]
 

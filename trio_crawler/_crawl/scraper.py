@@ -109,7 +109,7 @@ class Scraper:
             c.pages_ok += 1
         # the link graph's facts read the parse tree: before it is released
         s = self._settings
-        graph = _PageFacts(page, s.obey_meta_robots) if s.link_graph else None
+        graph = _PageFacts(page, s.obey_meta_robots, self._admission) if s.link_graph else None
         page._release()  # the parse tree need not wait for the store with this task
         self._count_extraction(page)
         if duplicate and (found or follows):
@@ -181,17 +181,20 @@ class Scraper:
 
 
 class _PageFacts:
-    """What a scraped page adds to the link graph (``Settings.link_graph``): its links with
-    their anchor text and its noindex, read now; the out-of-scope links admission refuses on
-    it, gathered in :attr:`out_of_scope` (URL -> times met)."""
+    """What a scraped page adds to the link graph (``Settings.link_graph``): its links to URLs
+    the crawl's rules let in (only those can have a page, and be broken) with their anchor
+    text, and its noindex, read now; the out-of-scope links admission refuses on it, gathered
+    in :attr:`out_of_scope` (URL -> times met)."""
 
     __slots__ = ("links", "noindex", "out_of_scope", "source")
 
-    def __init__(self, page: Page, obey_meta_robots: bool) -> None:
+    def __init__(self, page: Page, obey_meta_robots: bool, admission: Admission) -> None:
         self.source = page.url
         self.links: tuple[tuple[str, str], ...] = ()
         if page.is_html:
-            self.links = tuple([(link.url, link.text) for link in page.extracted().links])
+            follows = admission.may_follow
+            links = page.extracted().links
+            self.links = tuple([(link.url, link.text) for link in links if follows(link.url)])
         robots = page.robots
         kept_out = obey_meta_robots and "noindex" in robots
         self.noindex = directives_text(robots) if kept_out else None

@@ -301,7 +301,11 @@ class RemoteStore(CrawlStore):
         cid = self._claims.pop(claim)
         if new:
             self._remember(new)
-        result: int = await self._call("complete", cid, list(new), list(items), graph)
+        # a plain tuple crosses the socket: a dataclass unpickles through Python code
+        wire = None
+        if graph is not None:
+            wire = (graph.source, graph.links, graph.out_of_scope, graph.noindex)
+        result: int = await self._call("complete", cid, list(new), list(items), wire)
         return result
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._exceptions import CrawlerError
+from .._graph import PageGraph
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 from .remote import (
@@ -33,7 +34,7 @@ from .remote import (
 
 if TYPE_CHECKING:
     from .._export import Exporter
-    from .._graph import CrawlGraph, PageGraph
+    from .._graph import CrawlGraph
     from .._stats import Counters
 
 log = logging.getLogger("trio_crawler.store.shared")
@@ -373,6 +374,7 @@ class SharedStore(CrawlStore):
         if op == "complete":
             cid, new, items, graph = args
             claim = conn.claims.pop(cid)
+            graph = None if graph is None else PageGraph(*graph)
             return await self.complete(claim, new, items, graph=graph)
         if op == "retry":
             cid, request, delay = args

@@ -446,13 +446,11 @@ class Writer:
                     )
                 conn.execute("COMMIT")
             except BaseException:
-                self.graph.rolled_back()
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise translate(self.path, exc) from None
-        self.graph.committed()
         now = time.time()
         return {
             host: [

@@ -3,25 +3,29 @@ part of a commit, and the reader the report asks (:class:`SqliteCrawlGraph`).
 
 Tables::
 
-    graph_targets       url -> total (how many pages link to the URL), refs (JSON
-                        [[source, anchor]...]: the first REFERRERS_KEPT referrers)
+    graph_targets       id -> total: how many pages link to the URL (id: target_id(URL))
+    graph_links         (id, source, anchor) of the first REFERRERS_KEPT referrers of each
+                        target, appended in commit order (no index: read by one scan)
     graph_out_of_scope  url -> times met (at most OUT_OF_SCOPE_KEPT URLs)
     graph_noindex       id -> url, directives (the first NOINDEX_KEPT pages)
     graph_counts        name -> n: oos_total, oos_distinct, noindex_total
 
 The writer thread adds a batch's pages in the batch's transaction (:meth:`GraphWriter.write`,
-called by :meth:`~.sqlite_db.Writer.commit`): a read and a write of one row per distinct
-target of the batch (one row per target, not one per link: the batch's new referrers are
-appended to its list in one write; targets that have all their referrers already, the
-common nav links, are only counted, together), one upsert per out-of-scope URL, a row per
-noindex page. ``meta.link_graph`` says whether the file
-holds the graph of the whole crawl (``all``) or of some runs only (``partial``: a run had the
-graph off); no key, no graph. Pure SQL on a given connection: no Trio, no file opening.
+called by :meth:`~.sqlite_db.Writer.commit`): one read (500 at a time) and one upsert of
+each distinct target of the batch in a small table keyed by an integer (64 bits of the URL's
+hash), the referrers kept appended to a table without an index (sequential writes: a random
+write per link would cost ten times more, most of it in the commit), one upsert per
+out-of-scope URL, a row per noindex page; every statement of a kind is one ``executemany``.
+The report reads the referrers of its few hundred broken URLs in one scan.
+
+``meta.link_graph`` says whether the file holds the graph of the whole crawl (``all``) or of
+some runs only (``partial``: a run had the graph off); no key, no graph. Pure SQL on a given
+connection: no Trio, no file opening.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
@@ -35,12 +39,14 @@ from .._graph import (
     PageGraph,
     Referrers,
 )
+from .codec import signed
 
 GRAPH_SCHEMA = """
-CREATE TABLE IF NOT EXISTS graph_targets (
-    url TEXT PRIMARY KEY,
-    total INTEGER NOT NULL,
-    refs TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS graph_targets (id INTEGER PRIMARY KEY, total INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS graph_links (
+    id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    anchor TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS graph_out_of_scope (url TEXT PRIMARY KEY, times INTEGER NOT NULL)
     WITHOUT ROWID;
@@ -57,9 +63,6 @@ _T = TypeVar("_T")
 
 #: ``meta.link_graph``: the whole crawl's graph, or some runs' only.
 ALL, PARTIAL = "all", "partial"
-
-#: Targets remembered as having all their referrers kept (a cache; emptied when this full).
-_FULL_CACHE = 200_000
 
 
 def graph_mark(stored: str | None, link_graph: bool, pages_done: bool) -> str | None:
@@ -78,8 +81,6 @@ class GraphWriter:
 
     def __init__(self, *, off_marks: bool = False) -> None:
         self._off_marks = off_marks
-        self._full: set[str] = set()
-        self._pending_full: list[str] = []
 
     def write(self, conn: sqlite3.Connection, pages: Sequence[PageGraph], done: int) -> None:
         """Inside the open transaction: the batch's graph facts (``done``: pages completed)."""
@@ -107,52 +108,34 @@ class GraphWriter:
                 list(deltas.items()),
             )
 
-    def committed(self) -> None:
-        """The transaction committed: the targets it filled are known full from now on."""
-        if len(self._full) + len(self._pending_full) > _FULL_CACHE:
-            self._full.clear()
-        self._full.update(self._pending_full)
-        self._pending_full.clear()
-
-    def rolled_back(self) -> None:
-        self._pending_full.clear()
-
     def _links(self, conn: sqlite3.Connection, pages: Sequence[PageGraph]) -> None:
-        full = self._full
-        counted: dict[str, int] = {}  # targets with all their referrers kept: only counted
         by_target: dict[str, list[tuple[str, str]]] = {}
         for page in pages:
             source = page.source
             for target, anchor in page.links:
-                if target in full:
-                    counted[target] = counted.get(target, 0) + 1
-                elif (refs := by_target.get(target)) is None:
+                if (refs := by_target.get(target)) is None:
                     by_target[target] = [(source, anchor)]
                 else:
                     refs.append((source, anchor))
-        rows: list[tuple[str, int, str]] = []
-        for target, new in by_target.items():
-            row = conn.execute(
-                "SELECT total, refs FROM graph_targets WHERE url = ?", (target,)
-            ).fetchone()
-            total, refs = (row[0], json.loads(row[1])) if row is not None else (0, [])
-            if len(refs) < REFERRERS_KEPT:
-                refs += new[: REFERRERS_KEPT - len(refs)]
-            total += len(new)
-            rows.append((target, total, json.dumps(refs, ensure_ascii=False)))
-            if len(refs) >= REFERRERS_KEPT:
-                self._pending_full.append(target)
+        if not by_target:
+            return
+        ids = {target: target_id(target) for target in by_target}
+        totals = _totals(conn, list(ids.values()))
+        counted: list[tuple[int, int]] = []
+        rows: list[tuple[int, str, str]] = []
+        for target, refs in by_target.items():
+            key = ids[target]
+            counted.append((key, len(refs)))
+            before = totals.get(key, 0)
+            if before < REFERRERS_KEPT:
+                rows.extend([(key, s, a) for s, a in refs[: REFERRERS_KEPT - before]])
+        conn.executemany(
+            "INSERT INTO graph_targets (id, total) VALUES (?, ?) ON CONFLICT (id)"
+            " DO UPDATE SET total = total + excluded.total",
+            counted,
+        )
         if rows:
-            conn.executemany(
-                "INSERT INTO graph_targets (url, total, refs) VALUES (?, ?, ?) ON CONFLICT (url)"
-                " DO UPDATE SET total = excluded.total, refs = excluded.refs",
-                rows,
-            )
-        if counted:
-            conn.executemany(
-                "UPDATE graph_targets SET total = total + ? WHERE url = ?",
-                [(n, target) for target, n in counted.items()],
-            )
+            conn.executemany("INSERT INTO graph_links (id, source, anchor) VALUES (?, ?, ?)", rows)
 
     def _out_of_scope(
         self, conn: sqlite3.Connection, pages: Sequence[PageGraph], deltas: dict[str, int]
@@ -181,6 +164,22 @@ class GraphWriter:
         deltas["oos_total"] = sum(met.values())
         if added:
             deltas["oos_distinct"] = added
+
+
+def target_id(url: str) -> int:
+    """A target URL's key: 64 bits of its BLAKE2b, as SQLite's signed integer."""
+    return signed(int.from_bytes(hashlib.blake2b(url.encode(), digest_size=8).digest(), "big"))
+
+
+def _totals(conn: sqlite3.Connection, keys: list[int]) -> dict[int, int]:
+    """The stored totals of the targets ``keys`` (those stored)."""
+    out: dict[int, int] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        query = f"SELECT id, total FROM graph_targets WHERE id IN ({marks})"
+        out.update(conn.execute(query, chunk).fetchall())
+    return out
 
 
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -215,17 +214,23 @@ class SqliteCrawlGraph:
 
     def referrers(self, urls: Sequence[str]) -> Mapping[str, Referrers]:
         def query(conn: sqlite3.Connection) -> dict[str, Referrers]:
-            out: dict[str, Referrers] = {}
-            wanted = list(dict.fromkeys(urls))
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
+            wanted = {target_id(url): url for url in urls}
+            keys = list(wanted)
+            totals = _totals(conn, keys)
+            links: dict[int, list[tuple[str, str]]] = {}
+            for i in range(0, len(keys), 5000):  # a scan of the referrers, in commit order
+                chunk = keys[i : i + 5000]
                 marks = ",".join("?" * len(chunk))
-                for url, total, refs in conn.execute(
-                    f"SELECT url, total, refs FROM graph_targets WHERE url IN ({marks})", chunk
+                for key, source, anchor in conn.execute(
+                    f"SELECT id, source, anchor FROM graph_links WHERE id IN ({marks})"
+                    " ORDER BY rowid",
+                    chunk,
                 ):
-                    links = tuple((str(s), str(a)) for s, a in json.loads(refs))
-                    out[url] = Referrers(links, int(total))
-            return out
+                    links.setdefault(key, []).append((str(source), str(anchor)))
+            return {
+                wanted[key]: Referrers(tuple(links.get(key, ())), int(total))
+                for key, total in totals.items()
+            }
 
         return self._read(query)
 
