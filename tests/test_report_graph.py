@@ -211,3 +211,29 @@ async def test_crawl_with_processes_reports_the_shared_graph(tmp_path: Path) -> 
             )
     assert result.returncode == 0, result.stderr.decode()
     check_html((tmp_path / "r.html").read_text(), server)
+
+
+async def test_a_state_file_without_the_graph_and_with_part_of_it(tmp_path: Path) -> None:
+    """A crawl kept without the graph: the report names each record's referrer and says why;
+    resumed with the graph after pages were done: the report says the graph is partial."""
+    from trio_crawler._report import open_input
+    from trio_crawler._report.sources import NO_STORED_GRAPH, PARTIAL_GRAPH
+
+    db = str(tmp_path / "crawl.db")
+    async with open_site_server(graph_site()) as server:
+        with trio.fail_after(LIMIT):
+            spider = GenericSpider(start_urls=(server.url("/"),))
+            await Crawler(spider, loopback_settings(server, max_pages=5), state=db).run()
+            source = await trio.to_thread.run_sync(open_input, db)
+            assert source.graph is None and source.info.notes == (NO_STORED_GRAPH,)
+            settings = loopback_settings(server, link_graph=True, max_retries=0)
+            spider = GenericSpider(start_urls=(server.url("/"),))
+            await Crawler(spider, settings, state=db).run()  # resumed: the rest of the site
+    source = await trio.to_thread.run_sync(open_input, db)
+    assert source.graph is not None and source.info.notes == (PARTIAL_GRAPH,)
+    # the home page (the first run's) is not among /missing's referrers; most p-pages are
+    missing = server.url("/missing")
+    refs = source.graph.referrers([missing])
+    assert refs is not None
+    assert REFERRING - 5 < refs[missing].total < len(expected_texts(server)[missing])
+    assert server.url("/") not in {src for src, _ in refs[missing].links}

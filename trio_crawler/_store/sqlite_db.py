@@ -603,21 +603,26 @@ def export_items(path: str, target: str, *, format: str | None = None) -> int:
     return count
 
 
-def read_graph(path: str) -> SqliteCrawlGraph | None:
-    """The link graph of the crawl in ``path``; None when no run of it kept one."""
+def _meta_value(path: str, key: str) -> str | None:
     conn = _open_existing(path)
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'link_graph'").fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     except sqlite3.Error as exc:
         raise translate(path, exc) from None
     finally:
         conn.close()
-    if row is None:
+    return None if row is None else str(row[0])
+
+
+def read_graph(path: str) -> SqliteCrawlGraph | None:
+    """The link graph of the crawl in ``path``; None when no run of it kept one."""
+    mark = _meta_value(path, "link_graph")
+    if mark is None:
         return None
     return SqliteCrawlGraph(
         lambda: _open_existing(path),
         lambda exc: translate(path, exc),
-        partial=row[0] == PARTIAL,
+        partial=mark == PARTIAL,
     )
 
 
@@ -625,12 +630,6 @@ def stored_seeds(path: str) -> list[str]:
     """The seeds of the crawl stored in ``path`` ([] when there is no such file yet)."""
     if not os.path.exists(path):
         return []
-    conn = _open_existing(path)
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'crawl'").fetchone()
-    except sqlite3.Error as exc:
-        raise translate(path, exc) from None
-    finally:
-        conn.close()
-    seeds = json.loads(row[0]).get("seeds", []) if row else []
+    crawl = _meta_value(path, "crawl")
+    seeds = json.loads(crawl).get("seeds", []) if crawl else []
     return [str(s) for s in seeds]
