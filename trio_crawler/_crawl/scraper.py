@@ -120,7 +120,7 @@ class Scraper:
         for follow in follows:
             children += self._admission.follow_all(page, follow, refused)
         new = await self._politeness.keyed(children)
-        return Done(new, produced, error=error, graph=graph.done() if graph else None)
+        return Done(new, produced, error=error, graph=None if graph is None else graph.done())
 
     async def failed(
         self, request: Request, failed: Failed, exception: BaseException | None = None
