@@ -509,7 +509,7 @@ local t = redis.call('TIME')
 redis.call('HSET', P .. 'workers', ARGV[1], ARGV[10])
 if redis.call('EXISTS', P .. 'meta') == 0 then
   redis.call('HSET', P .. 'meta', 'crawl', ARGV[2], 'settings', ARGV[3], 'format', ARGV[4],
-    'created', t[1] .. '.' .. t[2])
+    'created', string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])))
   redis.call('HSET', P .. 'cfg', 'delay', ARGV[5], 'conc', ARGV[6], 'budget', ARGV[7],
     'dfs', ARGV[8], 'lease', ARGV[9], 't0', t[1])
   redis.call('SET', P .. 'count', 0)
