@@ -2,9 +2,11 @@
 
 Generates a synthetic crawl of ``--pages`` records (100,000 by default) in the generic
 spider's format, as JSON Lines and as a ``--state`` file (the SQLite store's schema, its
-items table filled), then times ``trio-crawler report`` on each in a fresh process and prints
-the wall time, that process' peak RSS and the size of the HTML. The issue's bar: under 10 s
-and under 300 MB for 100,000 pages, and a file of about 2 MB at most.
+items table filled, and its link graph: every URL's referrers, the first 20 with their link
+text and a total, 100,000 out-of-scope URLs counted, 1,000 noindex pages listed), then times
+``trio-crawler report`` on each in a fresh process and prints the wall time, that process'
+peak RSS and the size of the HTML. The issue's bar: under 10 s and under 300 MB for 100,000
+pages, and a file of about 2 MB at most.
 
     .venv/bin/python scripts/bench_report.py [--pages 100000] [--out bench-output]
 """
@@ -131,20 +133,60 @@ def write_state(path: str, data: list[dict[str, object]]) -> None:
         "INSERT INTO items (page, seq, type, data) VALUES (?, 0, 'page_record', ?)",
         ((i, json.dumps(r, separators=(",", ":"))) for i, r in enumerate(data)),
     )
+    write_graph(conn, data)
     conn.commit()
     conn.close()
 
 
+def write_graph(conn: sqlite3.Connection, data: list[dict[str, object]], seed: int = 2) -> None:
+    """The link graph the SQLite store keeps (``link_graph``): each URL linked from a
+    Pareto-distributed number of pages (a few from most, thousands from some), its first 20
+    referrers with a link text; out-of-scope URLs met a Zipf-like number of times."""
+    from trio_crawler._graph import NOINDEX_KEPT, OUT_OF_SCOPE_KEPT, REFERRERS_KEPT
+    from trio_crawler._store.sqlite_graph import target_id
+
+    rng = random.Random(seed)
+    urls = [str(r["url"]) for r in data]
+    targets, links = [], []
+    for url in urls:
+        total = min(5000, int(rng.paretovariate(1.2)))
+        key = target_id(url)
+        targets.append((key, total))
+        for _ in range(min(total, REFERRERS_KEPT)):
+            source = urls[rng.randrange(len(urls))]
+            links.append((key, source, f"Read more about {url.rsplit('/', 1)[-1][:40]}"))
+    rng.shuffle(links)  # as a crawl commits them: targets interleaved
+    conn.executemany("INSERT INTO graph_targets (id, total) VALUES (?, ?)", targets)
+    conn.executemany("INSERT INTO graph_links (id, source, anchor) VALUES (?, ?, ?)", links)
+    away = [
+        (f"https://other{i % 5000}.example.org/page/{i}", max(1, int(1e5 / (i + 1) ** 1.1)))
+        for i in range(OUT_OF_SCOPE_KEPT)
+    ]
+    conn.executemany("INSERT INTO graph_out_of_scope (url, times) VALUES (?, ?)", away)
+    noindex = [(urls[rng.randrange(len(urls))], "noindex, nofollow") for _ in range(NOINDEX_KEPT)]
+    conn.executemany("INSERT INTO graph_noindex (url, directives) VALUES (?, ?)", noindex)
+    conn.executemany(
+        "INSERT INTO graph_counts (name, n) VALUES (?, ?)",
+        [
+            ("oos_total", sum(n for _, n in away)),
+            ("oos_distinct", len(away)),
+            ("noindex_total", NOINDEX_KEPT * 3),
+        ],
+    )
+    conn.execute("INSERT INTO meta (key, value) VALUES ('link_graph', 'all')")
+
+
+# The peak is VmHWM (this process' own): ru_maxrss survives exec, so it would report the
+# generating parent's size at the fork.
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 started = time.perf_counter()
 from trio_crawler._cli import main
 code = main(["report", sys.argv[1], "-o", sys.argv[2], "-q"])
-print(json.dumps({
-    "code": code,
-    "seconds": time.perf_counter() - started,
-    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-}))
+seconds = time.perf_counter() - started
+with open("/proc/self/status") as fh:
+    hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "seconds": seconds, "peak_mb": hwm / 1024}))
 """
 
 
@@ -178,7 +220,8 @@ def main() -> None:
         f"({os.path.getsize(jsonl) / 1e6:.1f} MB of JSON Lines)"
     )
     print(f"{'source':<12} {'build s':>8} {'peak RSS MB':>12} {'HTML MB':>8}")
-    for name, source in (("JSON Lines", jsonl), ("state file", state)):
+    # state+graph: the state file with its link graph (every broken link's referrers)
+    for name, source in (("JSON Lines", jsonl), ("state+graph", state)):
         html = os.path.join(args.out, f"report-{args.pages}-{name.split()[0].lower()}.html")
         figures = measure(source, html)
         if figures["code"] != 0:

@@ -6,7 +6,7 @@ The floors, lowest first (a module may import its own floor and those below):
 0. ``_exceptions``
 1. pure policy and values: ``_urlparse``, ``_urls``, ``_session``, ``_extract``, ``_records``,
    ``_frontier``, ``_robots``, ``_sitemaps``, ``_warc``, ``_stats``, ``_options`` (what
-   each setting means)
+   each setting means), ``_graph`` (the link graph's values)
 2. ``_spider`` (the spider contract)
 3. ``_settings``
 4. ``_retry``, ``_export``
@@ -48,7 +48,7 @@ FLOORS: dict[str, int] = {
         ),
         1,
     ),
-    **dict.fromkeys(("_warc", "_stats", "_options"), 1),
+    **dict.fromkeys(("_warc", "_stats", "_options", "_graph"), 1),
     "_spider": 2,
     "_settings": 3,
     **dict.fromkeys(("_retry", "_export"), 4),

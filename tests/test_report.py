@@ -497,10 +497,12 @@ def test_a_sqlite_file_that_is_not_a_state_file(tmp_path: Path) -> None:
         open_input(str(path))
 
 
-def test_redis_is_a_seam_with_a_way_around(tmp_path: Path) -> None:
+def test_redis_needs_a_crawl_id_and_a_server(tmp_path: Path) -> None:
+    from trio_crawler import StoreError
+
     with pytest.raises(ReportError, match="--crawl-id"):
         open_input("redis://127.0.0.1:1/0")
-    with pytest.raises(ReportError, match="trio-crawler export"):
+    with pytest.raises(StoreError, match="cannot reach Redis"):
         open_input("redis://127.0.0.1:1/0", crawl_id="c")
 
 

@@ -102,7 +102,13 @@ def audit_site(down: str) -> Site:
 
 #: What the report must show, paths of the site above (``down`` aside).
 BROKEN = {"/missing": "404", "/gone": "410", "/error": "500"}
-REFERRERS = {"/missing": {"/", "/a", "/b"}, "/gone": {"/a", "/b"}, "/error": {"/a"}}
+#: Every page that links to each broken URL, with the link's text (``--report`` keeps the
+#: crawl's link graph).
+REFERRERS = {
+    "/missing": {"/": "missing from home", "/a": "broken on a", "/b": "again"},
+    "/gone": {"/a": "gone", "/b": "gone"},
+    "/error": {"/a": "error"},
+}
 RECORDS = 15  # every URL tried: not /noindex (meta robots), /older, /loop-b (redirect hops)
 
 
@@ -223,24 +229,27 @@ def test_the_report_renders_with_charts_and_the_true_broken_links(
     markers = [t.text() for t in dom.css("svg#chart-response-times .marker-label")]
     assert [m.split()[0] for m in markers] == ["p50", "p90", "p99"]
 
-    # the broken links: exactly the truth, each with a page that links to it
+    # the broken links: exactly the truth, each with every page that links to it and the
+    # link's text
     rows = dom.css("table#broken-links tbody tr")
-    found: dict[str, tuple[str, list[str]]] = {}
+    found: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     for row in rows:
         cells = row.css("td")
         link = cells[0].css_first("a")
         assert link is not None
-        found[link.attributes["href"] or ""] = (
-            cells[1].text().strip(),
-            [a.attributes["href"] or "" for a in cells[2].css("a")],
-        )
+        referrers = []
+        for item in cells[2].css("li"):
+            a, q = item.css_first("a"), item.css_first("q")
+            assert a is not None and q is not None
+            referrers.append((a.attributes["href"] or "", q.text()))
+        found[link.attributes["href"] or ""] = (cells[1].text().strip(), referrers)
     expected = {url(server, p): status for p, status in BROKEN.items()}
     expected[crawled["down"]] = "connect"
     assert {u: s for u, (s, _) in found.items()} == expected
-    for path, referrers in REFERRERS.items():
+    for path, texts in REFERRERS.items():
         linked = found[url(server, path)][1]
-        assert linked and set(linked) <= {url(server, r) for r in referrers}
-    assert found[crawled["down"]][1] == [url(server, "/")]
+        assert sorted(linked) == sorted((url(server, r), text) for r, text in texts.items())
+    assert found[crawled["down"]][1] == [(url(server, "/"), "down")]
 
     # the other tables hold what the site holds
     def first_links(table: str) -> set[str]:
@@ -257,6 +266,7 @@ def test_the_report_renders_with_charts_and_the_true_broken_links(
     }
     assert first_links("redirect-chains") == {url(server, "/old"), url(server, "/loop-a")}
     assert first_links("missing-titles") == {url(server, "/notitle")}
+    assert first_links("meta-robots") == {url(server, "/noindex")}
     dup = dom.css("table#duplicate-titles tbody tr")
     assert len(dup) == 1 and dup[0].css("td")[0].text() == "Duplicate"
     assert {a.attributes["href"] for a in dup[0].css("a")} == {

@@ -24,6 +24,7 @@ import trio
 
 from trio_crawler import Settings, StateMismatch
 from trio_crawler._export import open_exporter
+from trio_crawler._graph import REFERRERS_KEPT, MemoryCrawlGraph, PageGraph
 from trio_crawler._spider import Request
 from trio_crawler._stats import Counters
 from trio_crawler._store import (
@@ -33,6 +34,7 @@ from trio_crawler._store import (
     open_store,
     read_status,
 )
+from trio_crawler._store.sqlite_db import read_graph
 
 BACKENDS = ["memory", "sqlite", "redis"]
 LIMIT = 20  # seconds, around every test
@@ -246,3 +248,133 @@ async def test_status_and_export_by_location(
         out = tmp_path / "out.jsonl"
         assert await export_items(where, str(out), crawl_id=crawl_id) == 1
         assert json.loads(out.read_text())["url"] in ("http://a.test/1", "http://a.test/2")
+
+
+# ----------------------------------------------------------------------- the link graph
+BROKEN = "http://a.test/broken"
+
+
+def page_graph(i: int) -> PageGraph:
+    """Page i: links to BROKEN (its own text), to the home page, and once to page i + 1;
+    meets other.test twice and b.test once; page 3 says noindex."""
+    return PageGraph(
+        source=f"http://a.test/p{i}",
+        links=(
+            (BROKEN, f"broken from p{i}"),
+            ("http://a.test/", ""),
+            (f"http://a.test/p{i + 1}", "next"),
+        ),
+        out_of_scope=(("http://other.test/", 2), (f"http://b.test/{i % 3}", 1)),
+        noindex="noindex, nofollow" if i == 3 else None,
+    )
+
+
+async def answers(
+    where: tuple[str, str | None], store: CrawlStore, urls: list[str]
+) -> tuple[Any, Any, Any] | None:
+    """The backend's link graph answers (referrers of ``urls``, out of scope, meta robots),
+    read as the report reads them; None when it keeps no graph."""
+    location, crawl_id = where
+    if crawl_id is not None:
+        from trio_crawler._store import redis_conn
+
+        if (await redis_conn.read_status(location, crawl_id))["link_graph"] is None:
+            return None
+        return (
+            await redis_conn.read_referrers(location, crawl_id, urls),
+            await redis_conn.read_out_of_scope(location, crawl_id, 10),
+            await redis_conn.read_meta_robots(location, crawl_id, 10),
+        )
+    graph = store.link_graph()
+    if graph is None:
+        return None
+    return graph.referrers(urls), graph.out_of_scope(10), graph.meta_robots(10)
+
+
+async def test_link_graph_commits_with_the_page_bounded(location: tuple[str, str | None]) -> None:
+    """Each page's graph facts commit with it: the first 20 referrers of a URL with their
+    text and every page counted, out-of-scope URLs with the times met, noindex pages; the
+    answers are those of the reference (MemoryCrawlGraph) fed the same pages."""
+    pages = 25
+    reference = MemoryCrawlGraph()
+    settings = Settings(per_host_delay=0, per_host_concurrency=pages, link_graph=True)
+    with trio.fail_after(LIMIT):
+        async with opened(location, settings) as (store, _):
+            await store.add([new(f"http://a.test/p{i}", 100 + i) for i in range(pages)])
+            claims: list[Any] = []
+            while len(claims) < pages:
+                claims += await store.claim(trio.current_time(), pages)
+            for claim in sorted(claims, key=lambda c: c.fingerprint):
+                graph = page_graph(claim.fingerprint - 100)
+                await store.complete(claim, [], [], graph=graph)
+                reference.add_page(graph)
+            await store.flush()
+            urls = [BROKEN, "http://a.test/", "http://a.test/p5", "http://a.test/never"]
+            found = await answers(location, store, urls)
+    assert found is not None
+    referrers, out_of_scope, meta_robots = found
+    assert referrers == reference.referrers(urls)
+    broken = referrers[BROKEN]
+    assert broken.total == pages and len(broken.links) == REFERRERS_KEPT
+    assert broken.links[0] == ("http://a.test/p0", "broken from p0")
+    assert broken.links[-1] == ("http://a.test/p19", "broken from p19")
+    assert referrers["http://a.test/p5"].links == (("http://a.test/p4", "next"),)
+    assert "http://a.test/never" not in referrers
+    assert out_of_scope == reference.out_of_scope(10)
+    assert out_of_scope.top[0] == ("http://other.test/", 2 * pages)
+    assert (out_of_scope.distinct, out_of_scope.total) == (4, 3 * pages)
+    assert meta_robots == reference.meta_robots(10)
+    assert meta_robots.pages == (("http://a.test/p3", "noindex, nofollow"),)
+
+
+async def test_no_link_graph_without_the_setting(location: tuple[str, str | None]) -> None:
+    with trio.fail_after(LIMIT):
+        async with opened(location, Settings(per_host_delay=0)) as (store, _):
+            await store.add([new("http://a.test/1", 1)])
+            (claim,) = await store.claim(trio.current_time(), 1)
+            await store.complete(claim, [], [])
+            await store.flush()
+            assert await answers(location, store, [BROKEN]) is None
+
+
+async def graph_state(where: tuple[str, str | None]) -> str | None:
+    """``all`` / ``partial`` / None: how much of the crawl the stored graph covers."""
+    location, crawl_id = where
+    if crawl_id is not None:
+        from trio_crawler._store import redis_conn
+
+        mark: str | None = (await redis_conn.read_status(location, crawl_id))["link_graph"]
+        return mark
+    graph = read_graph(location)
+    return None if graph is None else ("partial" if graph.partial else "all")
+
+
+async def test_a_graph_kept_by_some_runs_only_says_so(durable: tuple[str, str | None]) -> None:
+    """A crawl resumed with the link graph after pages were done without it keeps a partial
+    graph (its report says so); one run with the graph throughout keeps all of it."""
+    with trio.fail_after(LIMIT):
+        counters = Counters()
+        async with opened(durable, Settings(per_host_delay=0), counters=counters) as (store, _):
+            await store.add([new(f"http://a.test/{i}", i) for i in range(3)])
+            (claim, *_) = await store.claim(trio.current_time(), 1)
+            counters.pages_ok += 1
+            await store.complete(claim, [], [])
+        assert await graph_state(durable) is None
+        settings = Settings(per_host_delay=0, link_graph=True)
+        async with opened(durable, settings, counters=Counters()) as (store, resumed):
+            assert resumed
+        assert await graph_state(durable) == "partial"
+
+
+async def test_a_run_without_the_graph_makes_it_partial(durable: tuple[str, str | None]) -> None:
+    with trio.fail_after(LIMIT):
+        settings = Settings(per_host_delay=0, link_graph=True)
+        async with opened(durable, settings) as (store, _):
+            await store.add([new(f"http://a.test/{i}", i) for i in range(3)])
+        assert await graph_state(durable) == "all"
+        async with opened(durable, Settings(per_host_delay=0)) as (store, _):
+            while not (claims := await store.claim(trio.current_time(), 1)):
+                await store.wait_changed(trio.current_time() + 0.05)
+            await store.complete(claims[0], [], [])
+            await store.flush()
+        assert await graph_state(durable) == "partial"

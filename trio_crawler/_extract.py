@@ -36,6 +36,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
+from ._graph import ANCHOR_MAX
 from ._urlparse import DOT_SEGMENT, parse_plain, resolve
 
 if TYPE_CHECKING:
@@ -396,6 +397,8 @@ class Link:
     without fragment: the normalised URL that is sent (:func:`~trio_crawler._urls.normalize`)."""
     nofollow: bool
     """``rel="nofollow"`` on every occurrence of the URL, or ``nofollow`` in meta robots."""
+    text: str = ""
+    """The link's text, of its first occurrence that has any: only with ``anchor_text``."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -600,6 +603,7 @@ def extract(
     *,
     max_links: int = 10_000,
     user_agent_token: str = "trio-crawler",
+    anchor_text: bool = False,
 ) -> Extracted:
     """Links, base URL, title and meta robots directives of a parsed HTML document.
 
@@ -611,8 +615,9 @@ def extract(
     ``skipped_schemes``, unusable ones in ``skipped_invalid``. A URL found several times is kept
     once, at its first place, and is ``nofollow`` only if every occurrence is (or the page's
     meta robots says ``nofollow``). Reading stops at the ``max_links + 1``-th distinct URL.
-    ``<meta name=...>`` is read for ``robots`` and for ``user_agent_token``. Never raises on
-    any HTML.
+    ``<meta name=...>`` is read for ``robots`` and for ``user_agent_token``. With
+    ``anchor_text``, each link carries its text (:attr:`Link.text`; the crawl's link graph
+    asks for it); without, nothing is spent on it. Never raises on any HTML.
     """
     base_url = page_url
     base_seen = False
@@ -621,6 +626,7 @@ def extract(
     robots: set[str] = set()
     agent = _agent_token(user_agent_token)
     anchors: list[dict[str, str | None]] = []
+    anchor_nodes: list[LexborNode] | None = [] if anchor_text else None
     nodes: Iterable[LexborNode]
     if tree.tags("area"):
         nodes = tree.css(_SELECTOR)  # rare: <a> and <area> links in document order
@@ -631,6 +637,8 @@ def extract(
         tag = node.tag
         if tag == "a" or tag == "area":
             anchors.append(node.attributes)
+            if anchor_nodes is not None:
+                anchor_nodes.append(node)
         elif tag == "meta":
             attrs = node.attributes
             name = (attrs.get("name") or "").strip().lower()
@@ -677,8 +685,13 @@ def extract(
         elif url is _Skip.INVALID:
             skipped_invalid += 1
 
+    if anchor_nodes is None:
+        links = tuple([Link(url, nofollow) for url, nofollow in found.items()])
+    else:
+        texts = _anchor_texts(anchors, anchor_nodes, resolved, found)
+        links = tuple([Link(url, nofollow, texts.get(url, "")) for url, nofollow in found.items()])
     return Extracted(
-        links=tuple([Link(url, nofollow) for url, nofollow in found.items()]),
+        links=links,
         base_url=base_url,
         title=title,
         meta_robots=frozenset(robots),
@@ -686,3 +699,25 @@ def extract(
         links_truncated=truncated,
         skipped_invalid=skipped_invalid,
     )
+
+
+def _anchor_texts(
+    anchors: list[dict[str, str | None]],
+    nodes: list[LexborNode],
+    resolved: dict[str, str | _Skip],
+    found: dict[str, bool],
+) -> dict[str, str]:
+    """Each found URL's anchor text (``anchor_text`` only): what a reader sees of its first
+    occurrence that has any: the text, else aria-label or title, else an image's (or an
+    area's) alt; whitespace collapsed, cut at ``ANCHOR_MAX`` characters."""
+    texts: dict[str, str] = {}
+    for attrs, node in zip(anchors, nodes, strict=True):
+        url = resolved.get(attrs.get("href") or "")
+        if type(url) is not str or url not in found or texts.get(url):
+            continue
+        text = node.text().strip() or attrs.get("aria-label") or attrs.get("title") or ""
+        if not text.strip():
+            image = node if node.tag == "area" else node.css_first("img[alt]")
+            text = (image.attributes.get("alt") or "") if image is not None else ""
+        texts[url] = " ".join(text.split())[:ANCHOR_MAX]
+    return texts

@@ -487,6 +487,12 @@ class Settings:
         group=POLITENESS,
         flags=("--dedupe-content",),
     )
+    link_graph: bool = setting(
+        False,
+        "keep the crawl's link graph in its store (who links to each URL, with the anchor "
+        "text; out-of-scope links met; pages noindex kept out), for the report; --report "
+        "turns it on",
+    )
     before_request: tuple[BeforeRequest, ...] = setting(
         (), "async hooks run before each request, before the spider's own"
     )

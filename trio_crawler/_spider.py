@@ -127,6 +127,7 @@ class Page:
     __slots__ = (
         "_extracted",
         "_html",
+        "_link_text",
         "_max_links",
         "_obey_meta",
         "_obey_nofollow",
@@ -156,6 +157,7 @@ class Page:
         obey_meta_robots: bool = True,
         obey_nofollow: bool = True,
         max_links: int = 10_000,
+        link_text: bool = False,
     ) -> None:
         from . import _extract
 
@@ -170,6 +172,7 @@ class Page:
         self._obey_meta = obey_meta_robots
         self._obey_nofollow = obey_nofollow
         self._max_links = max_links
+        self._link_text = link_text
         self.content_type = _extract.media_type(headers.get("content-type"))
         self._text: str | None = None
         self._html: LexborHTMLParser | None = None
@@ -229,11 +232,14 @@ class Page:
 
     def extracted(self) -> _extract.Extracted:
         """Links (at most the crawl's ``max_links_per_page``), title, base href and robots
-        directives of an HTML page (cached)."""
+        directives of an HTML page (cached). The links carry their anchor text when the crawl
+        keeps its link graph (``Settings.link_graph``)."""
         if self._extracted is None:
             from . import _extract
 
-            self._extracted = _extract.extract(self.html, self.url, max_links=self._max_links)
+            self._extracted = _extract.extract(
+                self.html, self.url, max_links=self._max_links, anchor_text=self._link_text
+            )
         return self._extracted
 
     @property

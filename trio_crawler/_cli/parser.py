@@ -129,6 +129,8 @@ def settings_from(
             values[option.name] = tuple(raw)
         else:
             values[option.name] = raw
+    if getattr(args, "report", None):
+        values["link_graph"] = True  # the report lists every page that links to a broken URL
     try:
         return Settings(**values)
     except TypeError as exc:

@@ -45,8 +45,9 @@ class Admission:
         self._query_guard = QueryVariantGuard(settings.max_query_variants)
         self._path_id_guard = PathIdGuard(settings.max_query_variants)
 
-    def admit(self, request: Request) -> NewRequest | None:
-        """Apply depth, URL rules and trap guards to one request; None when dropped."""
+    def admit(self, request: Request, refused: dict[str, int] | None = None) -> NewRequest | None:
+        """Apply depth, URL rules and trap guards to one request; None when dropped.
+        ``refused``: where an out-of-scope URL is counted (the page's link graph)."""
         s = self._settings
         rules = self._rules
         reason: str | None = None
@@ -71,6 +72,8 @@ class Admission:
                 reason = "trap_path_ids"
         if reason is not None:
             self._counters.dropped[str(reason)] += 1
+            if refused is not None and reason is DropReason.OUT_OF_SCOPE:
+                refused[request.url] = refused.get(request.url, 0) + 1
             return None
         try:
             fp = rules.fingerprint(request.url)
@@ -79,6 +82,11 @@ class Admission:
             self._counters.dropped[str(DropReason.UNPARSABLE)] += 1
             return None
         return NewRequest(request, fp, host)
+
+    def may_follow(self, url: str) -> bool:
+        """Whether the crawl's URL rules (scope, patterns, path traps: stateless) let ``url``
+        in: only such a URL can get a page of its own (the link graph keeps links to these)."""
+        return self._rules.check(url) is None
 
     def admit_all(self, requests: Iterable[Request]) -> list[NewRequest]:
         return [new for request in requests if (new := self.admit(request)) is not None]
@@ -113,8 +121,11 @@ class Admission:
         except ValueError:
             return True  # admit() counts it
 
-    def children(self, page: Page, found: Sequence[Request]) -> list[NewRequest]:
-        """The page's requests, filled in (depth, referrer, headers) and admitted."""
+    def children(
+        self, page: Page, found: Sequence[Request], refused: dict[str, int] | None = None
+    ) -> list[NewRequest]:
+        """The page's requests, filled in (depth, referrer, headers) and admitted; the
+        out-of-scope ones counted in ``refused`` when given."""
         depth = self._child_depth(page, len(found))
         if depth is None:
             return []
@@ -132,12 +143,14 @@ class Admission:
                 depth=depth,
                 referrer=page.url,
             )
-            admitted = self.admit(child)
+            admitted = self.admit(child, refused)
             if admitted is not None:
                 out.append(admitted)
         return out
 
-    def follow_all(self, page: Page, follow: Follow) -> list[NewRequest]:
+    def follow_all(
+        self, page: Page, follow: Follow, refused: dict[str, int] | None = None
+    ) -> list[NewRequest]:
         """A :class:`Follow` batch: like :meth:`children`, with no object per seen URL."""
         urls = follow.urls
         depth = self._child_depth(page, len(urls))
@@ -157,7 +170,8 @@ class Admission:
                     meta=follow.meta,
                     depth=depth,
                     referrer=page.url,
-                )
+                ),
+                refused,
             )
             if admitted is not None:
                 out.append(admitted)

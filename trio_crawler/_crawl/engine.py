@@ -56,6 +56,7 @@ import trio
 
 from .._exceptions import FailureKind, SettingsError
 from .._export import Exporter, open_exporter
+from .._graph import PageGraph
 from .._http import AddressGuard, Fetcher, Resolver, allow_seed_hosts
 from .._settings import Settings
 from .._spider import Request, Spider
@@ -482,7 +483,7 @@ class Crawler:
             if outcome.error is not None:
                 produced += await self._scrape_failed(settle.claim, outcome.error)
             await self._processor.hand_on(produced, items)
-            queued = await settle.complete(outcome.new, produced)
+            queued = await settle.complete(outcome.new, produced, outcome.graph)
             if outcome.hop and queued == 0:
                 self._counters.dropped["redirect_to_seen"] += 1
 
@@ -578,11 +579,13 @@ class _Settlement:
         self.claim = claim
         self.settled = False
 
-    async def complete(self, new: Sequence[Any] = (), items: Sequence[Any] = ()) -> int:
+    async def complete(
+        self, new: Sequence[Any] = (), items: Sequence[Any] = (), graph: PageGraph | None = None
+    ) -> int:
         assert not self.settled, "claim settled twice"
         self.settled = True
         crawler = self.crawler
-        queued = await crawler.store.complete(self.claim, new, items)
+        queued = await crawler.store.complete(self.claim, new, items, graph=graph)
         crawler._counters.links_queued += queued
         if crawler.store.outstanding() == 0:
             crawler._work_done.set()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from .._exceptions import FailureKind
+from .._graph import PageGraph
 from .._spider import Request
 from .._store import NewRequest
 
@@ -18,13 +19,15 @@ class Done:
 
     ``hop``: ``new`` is a redirect's next hop (a target seen before is counted as
     ``redirect_to_seen``). ``error``: spider code raised on the page (``--fail-fast`` stops
-    the crawl).
+    the crawl). ``graph``: what the page adds to the link graph (``Settings.link_graph``),
+    committed with the page.
     """
 
     new: Sequence[NewRequest] = ()
     items: Sequence[Any] = ()
     hop: bool = False
     error: BaseException | None = None
+    graph: PageGraph | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class Failed:
     kind: FailureKind
     message: str
     status: int | None = None
+    #: Seconds from the start of the fetch to the failure (0: nothing was fetched).
+    elapsed: float = 0.0
 
 
 Outcome: TypeAlias = Done | Again | Failed

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import trio
+
 from .._exceptions import FailureKind
 from .._http import FetchResult
 from .._retry import RetryPolicy
@@ -68,8 +70,11 @@ class Pipeline:
         request = await self._exchange.before(claim.request)
         if isinstance(request, Drop):
             return Done()
+        started = trio.current_time()
         result = await self._exchange.fetch(request, self._politeness.pacer(claim.host))
         if not isinstance(result, FetchResult):
+            if isinstance(result, Failed):  # the record's fetch_time: how long it took to fail
+                result = dataclasses.replace(result, elapsed=trio.current_time() - started)
             return result
         redirect = result.status in _REDIRECTS and "location" in result.headers
         if is_sitemap(request) and not redirect:
@@ -116,10 +121,10 @@ class Pipeline:
                 return Again(_retried(request), verdict.delay)
             c.status_classes[f"{status // 100}xx"] += 1
             kind = verdict.give_up or FailureKind.HTTP_STATUS
-            return Failed(kind, verdict.reason or f"HTTP {status}", status)
+            return Failed(kind, verdict.reason or f"HTTP {status}", status, result.elapsed)
         c.status_classes[f"{status // 100}xx"] += 1
         if not 200 <= status < 300:
-            return Failed(FailureKind.HTTP_STATUS, f"HTTP {status}", status)
+            return Failed(FailureKind.HTTP_STATUS, f"HTTP {status}", status, result.elapsed)
         return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._exceptions import FailureKind
 from .._extract import robots_directives
+from .._graph import PageGraph, directives_text
 from .._http import FetchResult
 from .._robots import user_agent_token
 from .._settings import Settings
@@ -70,6 +71,7 @@ class Scraper:
             obey_meta_robots=s.obey_meta_robots,
             obey_nofollow=s.obey_nofollow,
             max_links=s.max_links_per_page,
+            link_text=s.link_graph,
         )
 
     async def scrape(self, page: Page) -> Done:
@@ -105,15 +107,20 @@ class Scraper:
             log.error("scrape failed on %s: %s: %s", page.url, type(exc).__name__, exc)
         else:
             c.pages_ok += 1
+        # the link graph's facts read the parse tree: before it is released
+        s = self._settings
+        graph = _PageFacts(page, s.obey_meta_robots, self._admission) if s.link_graph else None
         page._release()  # the parse tree need not wait for the store with this task
         self._count_extraction(page)
         if duplicate and (found or follows):
             c.dropped["duplicate_content"] += len(found) + sum(len(f.urls) for f in follows)
             found, follows = [], []
-        children = self._admission.children(page, found)
+        refused = graph.out_of_scope if graph is not None else None
+        children = self._admission.children(page, found, refused)
         for follow in follows:
-            children += self._admission.follow_all(page, follow)
-        return Done(await self._politeness.keyed(children), produced, error=error)
+            children += self._admission.follow_all(page, follow, refused)
+        new = await self._politeness.keyed(children)
+        return Done(new, produced, error=error, graph=None if graph is None else graph.done())
 
     async def failed(
         self, request: Request, failed: Failed, exception: BaseException | None = None
@@ -128,6 +135,7 @@ class Scraper:
             message=failed.message,
             status=failed.status,
             url=request.url,
+            elapsed=failed.elapsed,
             exception=exception,
         )
         produced: list[Any] = []
@@ -170,3 +178,27 @@ class Scraper:
             self._content_hashes.clear()
         self._content_hashes.add(digest)
         return False
+
+
+class _PageFacts:
+    """What a scraped page adds to the link graph (``Settings.link_graph``): its links to URLs
+    the crawl's rules let in (only those can have a page, and be broken) with their anchor
+    text, and its noindex, read now; the out-of-scope links admission refuses on it, gathered
+    in :attr:`out_of_scope` (URL -> times met)."""
+
+    __slots__ = ("links", "noindex", "out_of_scope", "source")
+
+    def __init__(self, page: Page, obey_meta_robots: bool, admission: Admission) -> None:
+        self.source = page.url
+        self.links: tuple[tuple[str, str], ...] = ()
+        if page.is_html:
+            follows = admission.may_follow
+            links = page.extracted().links
+            self.links = tuple([(link.url, link.text) for link in links if follows(link.url)])
+        robots = page.robots
+        kept_out = obey_meta_robots and "noindex" in robots
+        self.noindex = directives_text(robots) if kept_out else None
+        self.out_of_scope: dict[str, int] = {}
+
+    def done(self) -> PageGraph:
+        return PageGraph(self.source, self.links, tuple(self.out_of_scope.items()), self.noindex)

@@ -12,10 +12,11 @@ Data flows one way::
   :class:`CrawlInfo` (seeds, settings that matter, stop reason, times, the statistics of
   ``--stats-json``, plain notes on what the source lacks) and, optionally, a
   :class:`CrawlGraph`: what a store knows beyond the records (who links to a URL and with what
-  text, out-of-scope links met, pages meta robots kept out). Sources: JSON Lines of
-  ``trio-crawler crawl``; a ``--state`` SQLite file; the running crawl itself
-  (:class:`ReportSink`, an exporter). Redis and the stores' link graphs are seams
-  (``redis_input``, ``sqlite_graph``) for the stores to fill in.
+  text, out-of-scope links met, pages meta robots kept out: :mod:`trio_crawler._graph`,
+  kept by a store when the crawl ran with ``Settings.link_graph``, which ``--report`` turns
+  on). Sources: JSON Lines of ``trio-crawler crawl``; a ``--state`` SQLite file and a Redis
+  crawl, each with its store's graph; the running crawl itself (:class:`ReportSink`, an
+  exporter, with the memory store's graph).
 * The **aggregator** (``aggregate.py``) is pure and synchronous. It reads each record once
   and keeps bounded state: counters, fixed log-spaced histograms, a time series whose bins
   widen, top-K heaps, the first N rows of each table, and two capped maps (hosts, titles).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -19,10 +20,19 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._exceptions import CrawlerError
+from .._store import RedisStore
 from .aggregate import Aggregator, Report
 from .model import CrawlInfo, ReportInput, settings_that_matter
 from .page import render_html
-from .sources import ReportError, ReportSink, open_input, sqlite_input
+from .sources import (
+    NO_LINK_GRAPH,
+    ReportError,
+    ReportSink,
+    graph_notes,
+    open_input,
+    redis_input,
+    sqlite_input,
+)
 
 if TYPE_CHECKING:
     from .._crawl import Crawler
@@ -150,8 +160,13 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- crawl --report
 class CrawlReport:
     """``crawl ... --report FILE``. Made before the crawl (it checks the output then, and
-    without ``--state`` adds a :class:`ReportSink` to the crawl's exporters); :meth:`write`
-    after it, whatever stopped it."""
+    for a crawl kept in memory adds a :class:`ReportSink` to the crawl's exporters);
+    :meth:`write` after it, whatever stopped it.
+
+    Where the report comes from: the state file with ``--state``; the whole crawl in Redis
+    with ``--store`` (every worker's pages); otherwise the records as this crawl wrote them.
+    The link graph (``--report`` turns ``link_graph`` on) is the store's: the state file's,
+    Redis', or the memory store's (with ``--processes``, the parent's shared store's)."""
 
     def __init__(self, path: str, crawler: Crawler, *, state: str | None, quiet: bool) -> None:
         self.path = path
@@ -162,7 +177,11 @@ class CrawlReport:
         self.sink: ReportSink | None = None
         outputs = [*crawler.output_targets, state]
         check_output(path, inputs=tuple(outputs))
-        if state is None:
+        self.redis: tuple[str, str] | None = None
+        store = crawler.store
+        if isinstance(store, RedisStore):
+            self.redis = (store.url, store.crawl_id)
+        elif state is None:
             self.sink = ReportSink(path)
             crawler.exporters.append(self.sink)
 
@@ -181,21 +200,22 @@ class CrawlReport:
         )
 
     def build(self, stats: CrawlStats) -> Report:
-        from .sources import NO_LINK_GRAPH
-
         if self.state is not None:
             stored = sqlite_input(self.state)
             info = self.info(stats, self.state, stored.info.notes)
             return build(ReportInput(records=stored.records, info=info, graph=stored.graph))
-        assert self.sink is not None
-        notes = [NO_LINK_GRAPH]
-        if getattr(self.crawler.store, "crawl_id", None):
-            notes.append(
-                "This report covers the pages this worker crawled, not the whole "
-                "crawl kept in Redis."
+        if self.redis is not None:
+            # the whole crawl, every worker's pages: its figures are Redis', not this process'
+            stored = redis_input(*self.redis, {})
+            info = dataclasses.replace(
+                stored.info, settings=settings_that_matter(self.crawler.settings)
             )
-        info = self.info(stats, "the records of this crawl as it ran", tuple(notes))
-        return self.sink.aggregator.finish(info, None)
+            return build(ReportInput(records=stored.records, info=info, graph=stored.graph))
+        assert self.sink is not None
+        graph = self.crawler.store.link_graph()
+        notes = (NO_LINK_GRAPH,) if graph is None else graph_notes(graph)
+        info = self.info(stats, "the records of this crawl as it ran", notes)
+        return self.sink.aggregator.finish(info, graph)
 
     async def write(self, stats: CrawlStats) -> bool:
         """Build and write the report (in a thread: it reads files and takes a few seconds

@@ -1,6 +1,7 @@
 """Where a report's records come from: a JSON Lines file of ``trio-crawler crawl``, a
-``--state`` SQLite file, a Redis crawl (a seam, below), or the running crawl itself
-(:class:`ReportSink`, an exporter that aggregates records as the crawl writes them).
+``--state`` SQLite file, a Redis crawl, or the running crawl itself (:class:`ReportSink`, an
+exporter that aggregates records as the crawl writes them). A store's crawl brings its link
+graph when it kept one (``Settings.link_graph``).
 
 Each source streams its records into the pure :class:`~.aggregate.Aggregator` and says in
 :attr:`~.model.CrawlInfo.notes` what it could not give.
@@ -13,9 +14,20 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import trio
+
 from .._exceptions import SettingsError
 from .aggregate import Aggregator
-from .model import CrawlGraph, CrawlInfo, Record, ReportInput, settings_from_meta
+from .model import (
+    CrawlGraph,
+    CrawlInfo,
+    MetaRobotsPages,
+    OutOfScopeLinks,
+    Record,
+    Referrers,
+    ReportInput,
+    settings_from_meta,
+)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: The longest first line read to decide whether a file is JSON Lines of page records.
@@ -28,6 +40,22 @@ NO_LINK_GRAPH = (
     "it on), so the broken-link table names that page only, without link text."
 )
 NO_SETTINGS = "Settings: JSON Lines records do not carry the crawl's settings."
+NO_STORED_GRAPH = (
+    "Link graph: this crawl was run without it (`crawl --report` or the link_graph setting "
+    "keeps it), so the broken-link table names the page the crawler first found each URL on "
+    "(the record's referrer), without link text."
+)
+PARTIAL_GRAPH = (
+    "Link graph: kept by some runs of this crawl only (a run or a worker had it off), so a "
+    "broken link's referrers and the out-of-scope and meta robots tables may miss pages."
+)
+
+
+def graph_notes(graph: CrawlGraph | None) -> tuple[str, ...]:
+    """What a report of a store's crawl says of its link graph."""
+    if graph is None:
+        return (NO_STORED_GRAPH,)
+    return (PARTIAL_GRAPH,) if getattr(graph, "partial", False) else ()
 
 
 class ReportError(SettingsError):
@@ -163,7 +191,7 @@ def sqlite_input(path: str, stats: Mapping[str, Any] | None = None) -> ReportInp
         }
     seeds = tuple(str(s) for s in status.crawl.get("seeds") or ())
     graph = sqlite_graph(path)
-    notes = [] if graph is not None else [NO_LINK_GRAPH]
+    notes = graph_notes(graph)
     return ReportInput(
         records=_iter_state_items(path),
         info=CrawlInfo(
@@ -185,26 +213,99 @@ def _iter_state_items(path: str) -> Iterator[Record]:
 
 
 def sqlite_graph(path: str) -> CrawlGraph | None:
-    """SEAM (link graph): the :class:`~.model.CrawlGraph` of a state file, once the SQLite
-    store keeps its link graph (edges source -> target with anchor text, the first 20
-    referrers per target and a count beyond), its out-of-scope link counts and the pages
-    meta robots kept out. Until then: None, and the report falls back to each record's
-    ``referrer`` and says so."""
-    return None
+    """The :class:`~.model.CrawlGraph` of a state file (the first 20 referrers of each URL
+    with their link text and a count beyond, out-of-scope links met, pages noindex kept
+    out), or None when the crawl kept none (``link_graph`` off): the report then falls back
+    to each record's ``referrer`` and says so. Its ``partial``: some runs had it off."""
+    from .._store.sqlite_db import read_graph
+
+    return read_graph(path)
 
 
 # --------------------------------------------------------------------------- Redis
 def redis_input(url: str, crawl_id: str | None, stats: Mapping[str, Any]) -> ReportInput:
-    """SEAM (Redis): a crawl kept in Redis. Its records are the ``items`` stream, its
-    identity and settings the ``meta`` hash, its figures the ``stats`` hash; the link graph
-    whatever the Redis store keeps of it (see :class:`~.model.CrawlGraph`). Not wired in
-    yet: reading those keys belongs with the Redis store, which is being restructured."""
+    """A crawl kept in Redis: its records are the ``items`` stream (read in chunks), its
+    identity, times and stop reason the ``meta`` hash, its figures the ``stats`` hash (unless
+    ``stats``, a ``--stats-json`` file, says better), its link graph the store's ``g:`` keys.
+
+    The Redis readers are async (:mod:`trio_crawler._store.redis_conn`); each read here is
+    one short ``trio.run`` of its own, so this source stays a plain iterator. It must not be
+    called from a thread that runs Trio (``crawl --report`` builds in a worker thread)."""
     if not crawl_id:
         raise ReportError("a Redis crawl needs --crawl-id NAME")
-    raise ReportError(
-        "reports straight from Redis are not available yet: run `trio-crawler export "
-        f"{url} --crawl-id {crawl_id} -o pages.jsonl`, then `trio-crawler report pages.jsonl`"
+    from .._store import redis_conn
+
+    status = trio.run(redis_conn.read_status, url, crawl_id)
+    from_stats = _info_from_stats(stats) if stats else {}
+    if not from_stats:
+        left = int(status["outstanding"])
+        from_stats = {
+            "stats": _nested(status["stats"]),
+            "stop_reason": status["stop_reason"]
+            or (f"stopped with {left:,} URLs left" if left else None),
+        }
+    graph = RedisGraph(url, crawl_id, partial=status["link_graph"] == "partial")
+    has_graph = status["link_graph"] is not None
+    return ReportInput(
+        records=_iter_redis_items(url, crawl_id),
+        info=CrawlInfo(
+            source=f"{redis_conn.redact(url)} (crawl {crawl_id})",
+            seeds=tuple(str(s) for s in status["crawl"].get("seeds") or ()),
+            settings=settings_from_meta(status["crawl"]),
+            started_at=status["created"],
+            ended_at=status["finished_at"],
+            notes=graph_notes(graph if has_graph else None),
+            **from_stats,
+        ),
+        graph=graph if has_graph else None,
     )
+
+
+def _iter_redis_items(url: str, crawl_id: str) -> Iterator[Record]:
+    from .._store.redis_conn import read_items
+
+    start: str | None = "-"
+    while start is not None:
+        records, start = trio.run(read_items, url, crawl_id, start)
+        yield from records
+
+
+def _nested(stats: Mapping[str, int]) -> dict[str, Any]:
+    """Redis keeps the statistics flat (``dropped.out_of_scope``): as ``--stats-json`` has
+    them (``{"dropped": {"out_of_scope": ...}}``)."""
+    out: dict[str, Any] = {}
+    for key, value in stats.items():
+        field, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(field, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+class RedisGraph:
+    """The :class:`~.model.CrawlGraph` of a crawl kept in Redis: each answer is one short
+    ``trio.run`` of a reader of :mod:`trio_crawler._store.redis_conn`."""
+
+    def __init__(self, url: str, crawl_id: str, *, partial: bool = False) -> None:
+        self.url = url
+        self.crawl_id = crawl_id
+        self.partial = partial
+
+    def referrers(self, urls: Sequence[str]) -> Mapping[str, Referrers]:
+        from .._store.redis_conn import read_referrers
+
+        return trio.run(read_referrers, self.url, self.crawl_id, list(urls))
+
+    def out_of_scope(self, limit: int) -> OutOfScopeLinks:
+        from .._store.redis_conn import read_out_of_scope
+
+        return trio.run(read_out_of_scope, self.url, self.crawl_id, limit)
+
+    def meta_robots(self, limit: int) -> MetaRobotsPages:
+        from .._store.redis_conn import read_meta_robots
+
+        return trio.run(read_meta_robots, self.url, self.crawl_id, limit)
 
 
 # --------------------------------------------------------------------------- the running crawl

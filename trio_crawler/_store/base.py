@@ -18,6 +18,13 @@ crawl, and every engine working on the crawl (other processes and workers, a res
 hears of it through the listener given to :meth:`CrawlStore.watch_scope` before it is handed
 any request that needs it.
 
+Link graph (opt-in, ``Settings.link_graph``): a completed page may bring a
+:class:`~trio_crawler._graph.PageGraph` (its links with their anchor text, the out-of-scope
+links met on it, its noindex); the store records it in the page's commit, bounded as
+:mod:`trio_crawler._graph` says, and answers for it as a
+:class:`~trio_crawler._graph.CrawlGraph` (:meth:`CrawlStore.link_graph`, or the backend's
+reader of a stored crawl).
+
 Budgets: requests refused because their host's page budget (``max_pages_per_host``) was
 spent are counted by the store (:meth:`CrawlStore.budget_refusals`).
 
@@ -43,6 +50,7 @@ from .._spider import Request
 
 if TYPE_CHECKING:
     from .._export import Exporter
+    from .._graph import CrawlGraph, PageGraph
     from .._stats import Counters
 
 
@@ -133,10 +141,24 @@ class CrawlStore(abc.ABC):
 
     @abc.abstractmethod
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
         """Finish ``claim``: record its items, queue its new requests (deduped), release its
-        host, lower the count, all as one unit. Returns how many new requests were queued."""
+        host, lower the count, and record what the page adds to the link graph (``graph``,
+        with ``Settings.link_graph``), all as one unit. Returns how many new requests were
+        queued."""
+
+    def link_graph(self) -> CrawlGraph | None:
+        """The link graph this store kept (:mod:`trio_crawler._graph`), readable in this
+        process; None when it keeps none (``link_graph`` off) or cannot answer synchronously
+        (Redis: the report reads it with :func:`~.redis_conn.read_referrers` and its
+        siblings)."""
+        return None
 
     @abc.abstractmethod
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:

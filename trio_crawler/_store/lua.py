@@ -3,7 +3,8 @@ state in Redis is one of these scripts, so each is atomic (and lands in the AOF 
 
 Keys (``P`` is ``tc:{CRAWL_ID}:``; the hash tag keeps a crawl's keys in one cluster slot)::
 
-    P.meta          hash: crawl (identity JSON), settings (JSON), format, created, stop_reason
+    P.meta          hash: crawl (identity JSON), settings (JSON), format, created, stop_reason,
+                    finished_at, link_graph (all / partial: the link graph kept, for the report)
     P.cfg           hash: delay, conc, budget, dfs, lease, t0 (cluster-wide politeness)
     P.count         outstanding requests (queued + waiting for a retry + leased)
     P.queued        queued + waiting for a retry
@@ -22,6 +23,11 @@ Keys (``P`` is ``tc:{CRAWL_ID}:``; the hash tag keeps a crawl's keys in one clus
     P.robots:<host> hash status, body, at
     P.scope         list of the URLs added to the scope (a seed's redirect); P.scope:set
     P.reply:<worker>:<kind>  the last reply of a claim/commit, so a retried call is not run twice
+    P.g:total       hash URL -> pages that link to it (the link graph, ``link_graph`` on)
+    P.g:refs        hash "<URL>\\n<n>" -> "<source>\\n<anchor>": its first referrers, n = 0..19
+    P.g:oos         hash out-of-scope URL -> times met (at most OUT_OF_SCOPE_KEPT URLs)
+    P.g:noindex     list "<URL>\\n<directives>" of the first pages noindex kept out
+    P.g:counts      hash oos_total, noindex_total
 
 Times are seconds since ``t0`` (the crawl's creation, Redis clock), so every worker agrees on
 them whatever its own clock says. Fingerprints in the seen set are signed 64-bit integers in
@@ -30,6 +36,8 @@ decimal (Redis keeps them as intsets: 8 bytes each); the buckets are split one a
 """
 
 from __future__ import annotations
+
+from .._graph import NOINDEX_KEPT, OUT_OF_SCOPE_KEPT, REFERRERS_KEPT
 
 PRELUDE = r"""
 local P = KEYS[1]
@@ -255,6 +263,32 @@ local function add_links(links)
   return queued
 end
 
+-- what a completed page adds to the link graph: {s=source, l={{url, anchor}...},
+-- o={{url, times}...}, x=noindex directives}
+local function add_graph(g)
+  local src = g.s
+  for _, l in ipairs(g.l or {}) do
+    local n = redis.call('HINCRBY', P .. 'g:total', l[1], 1)
+    if n <= @REFERRERS_KEPT@ then
+      redis.call('HSET', P .. 'g:refs', l[1] .. '\n' .. (n - 1), src .. '\n' .. l[2])
+    end
+  end
+  local met = 0
+  for _, o in ipairs(g.o or {}) do
+    met = met + o[2]
+    if redis.call('HEXISTS', P .. 'g:oos', o[1]) == 1
+      or redis.call('HLEN', P .. 'g:oos') < @OUT_OF_SCOPE_KEPT@ then
+      redis.call('HINCRBY', P .. 'g:oos', o[1], o[2])
+    end
+  end
+  if met > 0 then redis.call('HINCRBY', P .. 'g:counts', 'oos_total', met) end
+  if g.x then
+    if redis.call('HINCRBY', P .. 'g:counts', 'noindex_total', 1) <= @NOINDEX_KEPT@ then
+      redis.call('RPUSH', P .. 'g:noindex', src .. '\n' .. g.x)
+    end
+  end
+end
+
 local function cached(kind, rid)
   local prev = redis.call('GET', P .. 'reply:' .. ARGV[1] .. ':' .. kind)
   if prev then
@@ -291,9 +325,11 @@ end
 """
 
 #: ARGV: worker, rid, payload JSON {s={stat=delta}, o={op...}, w=want, x=extra, q=first token
-#: number}. Applies the ops in order, then leases up to ``w`` requests of ready hosts, and up to
-#: ``x`` more of ready hosts without a delay (to keep the worker's buffer filled). Ops:
-#: {k="c", t=token, f=fp hex, i={record JSON}, n={new request}}: complete (lease checked);
+#: number, ng=1 when this worker keeps no link graph but the crawl has one}. Applies the ops in
+#: order, then leases up to ``w`` requests of ready hosts, and up to ``x`` more of ready hosts
+#: without a delay (to keep the worker's buffer filled). Ops:
+#: {k="c", t=token, f=fp hex, i={record JSON}, n={new request}, g=graph facts}: complete
+#: (lease checked; the page's link graph facts, when given, in the same step);
 #: {k="r", t=token, f=fp hex, e=entry, w=seconds}: retry later (lease checked);
 #: {k="p", h=host, w=seconds}: pause a host; {k="d", h=host, d=delay}: a host's delay.
 #: The reply's r holds per op: new requests queued, or -1 for a stale lease (result discarded).
@@ -322,6 +358,7 @@ for i, op in ipairs(payload.o) do
         redis.call('XADD', P .. 'items', '*', 'd', record)
       end
       r = add_links(op.n)
+      if op.g then add_graph(op.g) end
       release(host)
       done = done + 1
     else
@@ -351,6 +388,7 @@ end
 if done > 0 then
   redis.call('INCRBY', P .. 'count', -done)
   redis.call('HINCRBY', P .. 'stats', 'pages_done', done)
+  if payload.ng then redis.call('HSET', P .. 'meta', 'link_graph', 'partial') end
   EVENT = true
 end
 for field, delta in pairs(payload.s) do
@@ -463,23 +501,32 @@ return cjson.encode(status(now, {}))
 """
 
 #: ARGV: worker, crawl JSON, settings JSON, format, delay, conc, budget, dfs, lease, worker
-#: JSON. Creates the crawl when it does not exist; registers the worker; returns what is stored.
+#: JSON, link graph ("1": this worker keeps it). Creates the crawl when it does not exist;
+#: registers the worker; marks the link graph (``meta.link_graph``: ``all``, or ``partial``
+#: when pages were done without it); returns what is stored.
 OPEN = r"""
 local t = redis.call('TIME')
 redis.call('HSET', P .. 'workers', ARGV[1], ARGV[10])
 if redis.call('EXISTS', P .. 'meta') == 0 then
   redis.call('HSET', P .. 'meta', 'crawl', ARGV[2], 'settings', ARGV[3], 'format', ARGV[4],
-    'created', t[1] .. '.' .. t[2])
+    'created', string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])))
   redis.call('HSET', P .. 'cfg', 'delay', ARGV[5], 'conc', ARGV[6], 'budget', ARGV[7],
     'dfs', ARGV[8], 'lease', ARGV[9], 't0', t[1])
   redis.call('SET', P .. 'count', 0)
   redis.call('SET', P .. 'queued', 0)
+  if ARGV[11] == '1' then redis.call('HSET', P .. 'meta', 'link_graph', 'all') end
   return cjson.encode({new = true})
 end
-local m = redis.call('HMGET', P .. 'meta', 'crawl', 'format', 'stop_reason')
+local m = redis.call('HMGET', P .. 'meta', 'crawl', 'format', 'stop_reason', 'link_graph')
 local c = redis.call('HMGET', P .. 'cfg', 'delay', 'conc', 'budget', 'dfs', 'lease')
+local g = m[4]
+if ARGV[11] == '1' and not g then
+  g = 'all'
+  if num(redis.call('HGET', P .. 'stats', 'pages_done'), 0) > 0 then g = 'partial' end
+  redis.call('HSET', P .. 'meta', 'link_graph', g)
+end
 return cjson.encode({new = false, crawl = m[1], format = m[2], stop_reason = m[3] or '',
-  cfg = c})
+  cfg = c, graph = g or ''})
 """
 
 #: ARGV: worker, URL. Adds the URL to the crawl's scope additions (once).
@@ -496,3 +543,15 @@ SAVE_ROBOTS = r"""
 redis.call('HSET', P .. 'robots:' .. ARGV[2], 'status', ARGV[3], 'body', ARGV[4], 'at', ARGV[5])
 return 1
 """
+
+
+def _bounds(script: str) -> str:
+    """The link graph's bounds (:mod:`trio_crawler._graph`) written into a script."""
+    return (
+        script.replace("@REFERRERS_KEPT@", str(REFERRERS_KEPT))
+        .replace("@OUT_OF_SCOPE_KEPT@", str(OUT_OF_SCOPE_KEPT))
+        .replace("@NOINDEX_KEPT@", str(NOINDEX_KEPT))
+    )
+
+
+PRELUDE = _bounds(PRELUDE)

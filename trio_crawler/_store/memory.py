@@ -1,5 +1,6 @@
 """The in-process store: a :class:`~trio_crawler._frontier.Frontier`, a set of 64-bit
-fingerprints, and a heap of requests waiting for a retry time. Nothing here blocks."""
+fingerprints, a heap of requests waiting for a retry time, and (``link_graph``) a
+:class:`~trio_crawler._graph.MemoryCrawlGraph`. Nothing here blocks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._frontier import Frontier
+from .._graph import MemoryCrawlGraph, PageGraph
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 from .local import LocalQueue, RobotsAnswers
@@ -25,6 +27,7 @@ class MemoryStore(LocalQueue, CrawlStore):
         per_host_delay: float = 0.25,
         max_pages_per_host: int | None = None,
         depth_first: bool = False,
+        link_graph: bool = False,
     ) -> None:
         super().__init__()
         self._frontier: Frontier[Claim] = Frontier(
@@ -38,6 +41,7 @@ class MemoryStore(LocalQueue, CrawlStore):
         self._host_admitted: dict[str, int] = {}
         self._robots = RobotsAnswers()
         self._over_budget = 0
+        self._graph = MemoryCrawlGraph() if link_graph else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryStore:
@@ -46,6 +50,7 @@ class MemoryStore(LocalQueue, CrawlStore):
             per_host_delay=settings.per_host_delay,
             max_pages_per_host=settings.max_pages_per_host,
             depth_first=settings.order == "depth",
+            link_graph=settings.link_graph,
         )
 
     # -------------------------------------------------------------- internals
@@ -95,8 +100,17 @@ class MemoryStore(LocalQueue, CrawlStore):
         return [claim for _, claim in self._frontier.claim(now, limit)]
 
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
+        if graph is not None:
+            if self._graph is None:
+                self._graph = MemoryCrawlGraph()
+            self._graph.add_page(graph)
         if items:
             for exporter in self._outputs:
                 exporter.write_many(items)
@@ -116,6 +130,9 @@ class MemoryStore(LocalQueue, CrawlStore):
 
     async def set_host_delay(self, host: str, delay: float) -> None:
         self._frontier.set_delay(host, delay)
+
+    def link_graph(self) -> MemoryCrawlGraph | None:
+        return self._graph
 
     def budget_refusals(self) -> int:
         return self._over_budget

@@ -60,7 +60,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .._exceptions import SettingsError, StoreError
-from .._records import encode_json, to_record
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 from .codec import check_same_crawl, encode_request, jsonable, signed
@@ -74,6 +73,7 @@ from .redis_conn import (
     call_retrying,
     check_crawl_id,
     claim_of,
+    completion,
     flatten,
     from_json,
     key_prefix,
@@ -88,6 +88,7 @@ from .redis_conn import (
 if TYPE_CHECKING:
     import coredis
 
+    from .._graph import PageGraph
     from .._settings import Settings
     from .._stats import Counters
 
@@ -126,6 +127,7 @@ class RedisStore(CrawlStore):
         retry_for: float = 120.0,
         linger: float = 0.005,
         shared_settings: Mapping[str, Any] | None = None,
+        link_graph: bool = False,
     ) -> None:
         super().__init__()
         parse_url(url)
@@ -144,6 +146,8 @@ class RedisStore(CrawlStore):
             "lease": lease,
         }
         self._shared = dict(shared_settings or {})
+        self._link_graph = link_graph
+        self._mark_partial = False  # no graph here, one in the crawl: the first commit says so
         self._concurrency = max(1, concurrency)
         self._lease = lease
         self._poll = poll_interval
@@ -205,6 +209,7 @@ class RedisStore(CrawlStore):
             depth_first=settings.order == "depth",
             concurrency=settings.concurrency,
             shared_settings=jsonable(shared),
+            link_graph=settings.link_graph,
             **kwargs,
         )
 
@@ -309,6 +314,7 @@ class RedisStore(CrawlStore):
                         cfg["dfs"],
                         cfg["lease"],
                         json.dumps(self._worker_info()),
+                        "1" if self._link_graph else "0",
                     ],
                 ),
             )
@@ -330,6 +336,7 @@ class RedisStore(CrawlStore):
                 holder=f"Redis crawl {self.crawl_id!r}",
                 instead="another --crawl-id",
             )
+            self._mark_partial = not self._link_graph and bool(reply.get("graph"))
             stored_cfg = reply.get("cfg") or []
             if isinstance(stored_cfg, list) and len(stored_cfg) >= 5:
                 lease = stored_cfg[4]
@@ -433,16 +440,17 @@ class RedisStore(CrawlStore):
                 first = next(self._token_seq)
                 for _ in range(want + extra - 1):
                     next(self._token_seq)
-                payload = json.dumps(
-                    {
-                        "s": {k: v for k, v in deltas.items() if v},
-                        "o": [op.payload for op in ops],
-                        "w": want,
-                        "x": extra,
-                        "q": first,
-                    },
-                    separators=(",", ":"),
-                )
+                body = {
+                    "s": {k: v for k, v in deltas.items() if v},
+                    "o": [op.payload for op in ops],
+                    "w": want,
+                    "x": extra,
+                    "q": first,
+                }
+                if self._mark_partial and any(op.payload["k"] == "c" for op in ops):
+                    body["ng"] = 1
+                    self._mark_partial = False
+                payload = json.dumps(body, separators=(",", ":"))
                 self._unacked = (f"{next(self._rid_seq)}", ops, snapshot, payload)
             rid, ops, snapshot, text = self._unacked
             reply = from_json(
@@ -609,7 +617,12 @@ class RedisStore(CrawlStore):
             self._ready_at = -math.inf  # look again: time passed
 
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
         """Queue the page's commit. Returns at once with 0 (the links queued are counted in
         the statistics when the commit returns), except for a redirect hop, whose caller needs
@@ -619,18 +632,8 @@ class RedisStore(CrawlStore):
         if token is None:
             return 0
         waited = any(r.request.redirects for r in new)
-        op = Op(
-            {
-                "k": "c",
-                "t": token,
-                "f": f"{claim.fingerprint:016x}",
-                "i": [encode_json(to_record(item)) for item in items],
-                "n": [link_args(r) for r in new],
-            },
-            claim=claim,
-            items=items,
-            waited=waited,
-        )
+        payload = completion(token, claim, new, items, graph)
+        op = Op(payload, claim=claim, items=items, waited=waited)
         await self._submit(op)
         if not waited:
             return 0

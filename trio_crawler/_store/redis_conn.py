@@ -1,6 +1,7 @@
 """Reaching a crawl kept in Redis: URLs, the client, calls retried while Redis restarts, error
 messages, the scripts and what they take, and the readers (``status``, ``export``, a
-worker's view of the crawl) that do not need a running store."""
+worker's view of the crawl, the report's records and link graph) that do not need a running
+store."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from urllib.parse import unquote, urlsplit
 import trio
 
 from .._exceptions import SettingsError, StoreError
+from .._graph import (
+    REFERRERS_KEPT,
+    MetaRobotsPages,
+    OutOfScopeLinks,
+    Referrers,
+    top_out_of_scope,
+)
+from .._records import encode_json, to_record
 from . import lua
 from .base import Claim, NewRequest
 from .codec import decode_request, encode_request, signed
@@ -24,6 +33,7 @@ from .codec import decode_request, encode_request, signed
 if TYPE_CHECKING:
     import coredis
 
+    from .._graph import PageGraph
     from .._stats import Counters
 
 log = logging.getLogger("trio_crawler.store.redis")
@@ -54,6 +64,7 @@ SHARED_SETTINGS = (
     "dedupe_content",
     "allow_private",
     "allowed_addresses",
+    "link_graph",
 )
 
 
@@ -264,6 +275,9 @@ async def read_status(url: str, crawl_id: str) -> dict[str, Any]:
     return {
         "crawl": from_json(meta.get(b"crawl", b"{}")),
         "stop_reason": as_text(meta[b"stop_reason"]) if b"stop_reason" in meta else None,
+        "created": _epoch(meta.get(b"created")),
+        "finished_at": _epoch(meta.get(b"finished_at")),
+        "link_graph": as_text(meta[b"link_graph"]) if b"link_graph" in meta else None,
         "outstanding": int(count or 0),
         "queued": int(queued or 0),
         "leased": int(leased),
@@ -296,6 +310,85 @@ async def export_items(url: str, crawl_id: str, target: str, *, format: str | No
     return count
 
 
+def _pair(value: Any) -> tuple[str, str]:
+    """``"<URL>\\n<text>"`` as (URL, text)."""
+    first, _, rest = as_text(value).partition("\n")
+    return first, rest
+
+
+def _epoch(value: bytes | None) -> float | None:
+    try:
+        return float(as_text(value)) if value else None
+    except ValueError:
+        return None
+
+
+async def read_items(
+    url: str, crawl_id: str, start: str = "-", count: int = 2000
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``count`` committed records from ``start`` (a stream id, ``-`` for the first),
+    and where the next read starts (None: no more)."""
+    check_crawl_id(crawl_id)
+    async with connected(url) as client:
+        entries = await client.xrange(key_prefix(crawl_id) + "items", start, "+", count=count)
+    records = [json.loads(e.field_values[b"d"]) for e in entries]
+    if len(entries) < count:
+        return records, None
+    return records, "(" + as_text(entries[-1].identifier)
+
+
+async def read_referrers(url: str, crawl_id: str, urls: Sequence[str]) -> dict[str, Referrers]:
+    """The link graph's referrers of ``urls`` (those it has links to)."""
+    check_crawl_id(crawl_id)
+    p = key_prefix(crawl_id)
+    out: dict[str, Referrers] = {}
+    wanted = list(dict.fromkeys(urls))
+    async with connected(url) as client:
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            totals = await client.hmget(p + "g:total", chunk)
+            known = [(u, int(t)) for u, t in zip(chunk, totals, strict=True) if t is not None]
+            fields = [f"{u}\n{n}" for u, t in known for n in range(min(t, REFERRERS_KEPT))]
+            values = list(await client.hmget(p + "g:refs", fields)) if fields else []
+            at = 0
+            for u, t in known:
+                kept = values[at : at + min(t, REFERRERS_KEPT)]
+                at += len(kept)
+                links = [_pair(v) for v in kept if v is not None]
+                out[u] = Referrers(tuple(links), t)
+    return out
+
+
+async def read_out_of_scope(url: str, crawl_id: str, limit: int) -> OutOfScopeLinks:
+    """The out-of-scope URLs met most often (the link graph's), read with HSCAN."""
+    check_crawl_id(crawl_id)
+    p = key_prefix(crawl_id)
+    counts: list[tuple[str, int]] = []
+    async with connected(url) as client:
+        cursor: int | None = 0
+        while cursor is not None:
+            cursor, found = await client.hscan(p + "g:oos", cursor, count=1000)
+            assert isinstance(found, dict)
+            counts.extend((as_text(k), int(v)) for k, v in found.items())
+            cursor = cursor or None
+        total = await client.hget(p + "g:counts", "oos_total")
+    distinct = len(dict(counts))  # HSCAN may return a field twice
+    return OutOfScopeLinks(
+        tuple(top_out_of_scope(dict(counts).items(), limit)), distinct, int(total or 0)
+    )
+
+
+async def read_meta_robots(url: str, crawl_id: str, limit: int) -> MetaRobotsPages:
+    """The first pages noindex kept out (the link graph's), and how many there were."""
+    check_crawl_id(crawl_id)
+    p = key_prefix(crawl_id)
+    async with connected(url) as client:
+        entries = await client.lrange(p + "g:noindex", 0, max(0, limit - 1)) if limit else []
+        total = await client.hget(p + "g:counts", "noindex_total")
+    pages = [_pair(e) for e in entries]
+    return MetaRobotsPages(tuple(pages), int(total or 0))
+
+
 # --------------------------------------------------------------------------- calls and encoding
 def link_args(item: NewRequest) -> list[Any]:
     """A new request as the Lua scripts take it (``add_links``)."""
@@ -309,6 +402,39 @@ def link_args(item: NewRequest) -> list[Any]:
         f"{fp:016x} {encode_request(request)}",
         1 if request.dont_filter else 0,
     ]
+
+
+def completion(
+    token: str,
+    claim: Claim,
+    new: Sequence[NewRequest],
+    items: Sequence[Any],
+    graph: PageGraph | None,
+) -> dict[str, Any]:
+    """A page's completion as the SYNC script takes it (op ``c``): its lease, its items as
+    records, its new requests and its link graph facts, committed in one step."""
+    op: dict[str, Any] = {
+        "k": "c",
+        "t": token,
+        "f": f"{claim.fingerprint:016x}",
+        "i": [encode_json(to_record(item)) for item in items],
+        "n": [link_args(r) for r in new],
+    }
+    if graph is not None:
+        op["g"] = graph_args(graph)
+    return op
+
+
+def graph_args(graph: PageGraph) -> dict[str, Any]:
+    """A page's link graph facts as the SYNC script takes them (``add_graph``)."""
+    out: dict[str, Any] = {"s": graph.source}
+    if graph.links:
+        out["l"] = graph.links
+    if graph.out_of_scope:
+        out["o"] = graph.out_of_scope
+    if graph.noindex is not None:
+        out["x"] = graph.noindex
+    return out
 
 
 def claim_of(host: str, entry: str) -> Claim:

@@ -66,6 +66,7 @@ from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 
 if TYPE_CHECKING:
+    from .._graph import PageGraph
     from .._stats import Counters
 
 log = logging.getLogger("trio_crawler.store.remote")
@@ -290,12 +291,21 @@ class RemoteStore(CrawlStore):
         await self._call("wait", self._version, delay)
 
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
         cid = self._claims.pop(claim)
         if new:
             self._remember(new)
-        result: int = await self._call("complete", cid, list(new), list(items))
+        # a plain tuple crosses the socket: a dataclass unpickles through Python code
+        wire = None
+        if graph is not None:
+            wire = (graph.source, graph.links, graph.out_of_scope, graph.noindex)
+        result: int = await self._call("complete", cid, list(new), list(items), wire)
         return result
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._exceptions import CrawlerError
+from .._graph import PageGraph
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 from .local import RobotsAnswers
@@ -34,6 +35,7 @@ from .remote import (
 
 if TYPE_CHECKING:
     from .._export import Exporter
+    from .._graph import CrawlGraph
     from .._stats import Counters
 
 log = logging.getLogger("trio_crawler.store.shared")
@@ -129,9 +131,17 @@ class SharedStore(CrawlStore):
         await self.inner.wait_changed(until)
 
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
-        return await self.inner.complete(claim, new, items)
+        return await self.inner.complete(claim, new, items, graph=graph)
+
+    def link_graph(self) -> CrawlGraph | None:
+        return self.inner.link_graph()
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
         await self.inner.retry(claim, request, not_before)
@@ -363,9 +373,10 @@ class SharedStore(CrawlStore):
                 out.append((cid, claim.request, claim.fingerprint, claim.host))
             return out
         if op == "complete":
-            cid, new, items = args
+            cid, new, items, graph = args
             claim = conn.claims.pop(cid)
-            return await self.complete(claim, new, items)
+            graph = None if graph is None else PageGraph(*graph)
+            return await self.complete(claim, new, items, graph=graph)
         if op == "retry":
             cid, request, delay = args
             claim = conn.claims.pop(cid)

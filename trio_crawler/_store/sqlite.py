@@ -21,7 +21,8 @@ Theory of operation
   page for all its links, on a second (read-only) connection in a worker thread.
 
 *Writes.* Nothing is written when a request is claimed. :meth:`SqliteStore.complete` records
-the page done, its new frontier rows, its items and its host updates in an in-memory batch and
+the page done, its new frontier rows, its items, its host updates and (``link_graph``) what
+it adds to the link graph (:mod:`.sqlite_graph`) in an in-memory batch and
 returns; a committer task hands the batch to one writer thread (``trio.to_thread``) every
 ``batch_interval`` seconds or ``batch_pages`` pages, whichever comes first, so many pages share
 one transaction. In that transaction the writer also writes the batch's items to the output
@@ -64,9 +65,22 @@ from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 from .codec import decode_request, dump_counters, load_counters, signed, unsigned
 from .local import LocalQueue
-from .sqlite_db import INFLIGHT, QUEUED, Batch, Bloom, Loaded, Writer, connect, row_key, translate
+from .sqlite_db import (
+    INFLIGHT,
+    QUEUED,
+    Batch,
+    Bloom,
+    Loaded,
+    Writer,
+    connect,
+    read_graph,
+    row_key,
+    translate,
+)
+from .sqlite_graph import SqliteCrawlGraph
 
 if TYPE_CHECKING:
+    from .._graph import PageGraph
     from .._settings import Settings
     from .._stats import Counters
 
@@ -96,6 +110,7 @@ class SqliteStore(LocalQueue, CrawlStore):
         batch_pages: int = 200,
         batch_interval: float = 0.1,
         cache_size: int = 1 << 16,
+        link_graph: bool = False,
     ) -> None:
         super().__init__()
         self.path = os.fspath(path)
@@ -106,7 +121,7 @@ class SqliteStore(LocalQueue, CrawlStore):
             per_host_delay=per_host_delay,
             depth_first=depth_first,
         )
-        self._writer = Writer(self.path, window, depth_first)
+        self._writer = Writer(self.path, window, depth_first, link_graph=link_graph)
         self._reader: sqlite3.Connection | None = None
         self._read_lock = trio.Lock()
         self._commit_lock = trio.Lock()
@@ -161,6 +176,7 @@ class SqliteStore(LocalQueue, CrawlStore):
             per_host_delay=settings.per_host_delay,
             max_pages_per_host=settings.max_pages_per_host,
             depth_first=settings.order == "depth",
+            link_graph=settings.link_graph,
             **options,
         )
 
@@ -522,7 +538,12 @@ class SqliteStore(LocalQueue, CrawlStore):
         return out
 
     async def complete(
-        self, claim: Claim, new: Sequence[NewRequest], items: Sequence[Any] = ()
+        self,
+        claim: Claim,
+        new: Sequence[NewRequest],
+        items: Sequence[Any] = (),
+        *,
+        graph: PageGraph | None = None,
     ) -> int:
         self._check()
         await self._backpressure()
@@ -532,6 +553,8 @@ class SqliteStore(LocalQueue, CrawlStore):
         batch.done.append(claim.fingerprint)
         if items:
             batch.items.append((claim.fingerprint, list(items)))
+        if graph is not None:
+            batch.graph.append(graph)
         self._frontier.release(claim.host)
         self._after_batch_change(1)
         self._notify()
@@ -557,6 +580,10 @@ class SqliteStore(LocalQueue, CrawlStore):
     async def set_host_delay(self, host: str, delay: float) -> None:
         self._frontier.set_delay(host, delay)
         self._dirty_host(host)
+
+    def link_graph(self) -> SqliteCrawlGraph | None:
+        """The link graph committed to the file so far (read from the file)."""
+        return read_graph(self.path)
 
     def budget_refusals(self) -> int:
         return self._over_budget

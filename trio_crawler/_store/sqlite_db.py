@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .._exceptions import SettingsError, StoreError
+from .._graph import PageGraph
 from .._records import encode_json, item_type_name, to_record
 from .._spider import Request
 from .base import Claim
@@ -31,6 +32,7 @@ from .codec import (
     signed,
     unsigned,
 )
+from .sqlite_graph import GRAPH_SCHEMA, PARTIAL, GraphWriter, SqliteCrawlGraph, graph_mark
 
 FORMAT_VERSION = 1
 
@@ -40,7 +42,8 @@ STATE_NAMES = {QUEUED: "queued", INFLIGHT: "inflight", DONE: "done", SEEN: "seen
 #: Longest the final commit of a crawl that ends normally may take (seconds).
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _OUR_TABLES = frozenset({"meta", "frontier", "hosts", "items", "outputs"})
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS frontier (
     fp INTEGER PRIMARY KEY,
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE TABLE IF NOT EXISTS outputs (path TEXT PRIMARY KEY, "offset" INTEGER NOT NULL);
 """
+    + GRAPH_SCHEMA
+)
 
 _U64 = 1 << 64
 _I63 = 1 << 63
@@ -160,6 +165,8 @@ class Batch:
     robots: list[tuple[str, int, bytes, float]] = dataclasses.field(default_factory=list)
     #: Every scope addition so far, when one was added since the last commit.
     scope: list[str] = dataclasses.field(default_factory=list)
+    #: What the batch's pages add to the link graph.
+    graph: list[PageGraph] = dataclasses.field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
@@ -171,6 +178,7 @@ class Batch:
             or self.hosts
             or self.robots
             or self.scope
+            or self.graph
         )
 
 
@@ -246,11 +254,15 @@ def _read_meta(conn: sqlite3.Connection, path: str) -> dict[str, str]:
 class Writer:
     """The writer connection. Used by one thread call at a time (the committer serialises)."""
 
-    def __init__(self, path: str, window: int, depth_first: bool) -> None:
+    def __init__(
+        self, path: str, window: int, depth_first: bool, *, link_graph: bool = False
+    ) -> None:
         self.path = path
         self.window = window
         self.order = "priority DESC, seq DESC" if depth_first else "priority DESC, seq"
         self.conn: sqlite3.Connection | None = None
+        self.link_graph = link_graph
+        self.graph = GraphWriter()
 
     # -- open
     def open(self, meta: Mapping[str, Any]) -> Loaded:
@@ -285,6 +297,7 @@ class Writer:
                     )
                 conn.execute(f"UPDATE frontier SET state = {QUEUED} WHERE state = {INFLIGHT}")
                 conn.execute("DELETE FROM meta WHERE key = 'stop_reason'")  # running again
+                self._mark_graph(stored)
                 loaded = self._load(bool(stored))
                 conn.execute("COMMIT")
             except BaseException:
@@ -298,6 +311,17 @@ class Writer:
         except BaseException:
             self.close()
             raise
+
+    def _mark_graph(self, stored: Mapping[str, str]) -> None:
+        """``meta.link_graph`` for this run (see :func:`~.sqlite_graph.graph_mark`)."""
+        assert self.conn is not None
+        had = stored.get("link_graph")
+        stats = json.loads(stored.get("stats", "{}"))
+        done = bool(stats.get("pages_ok") or stats.get("pages_failed"))
+        mark = graph_mark(had, self.link_graph, done)
+        if mark is not None and mark != had:
+            self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('link_graph', ?)", (mark,))
+        self.graph = GraphWriter(off_marks=not self.link_graph and had is not None)
 
     def _load(self, resumed: bool) -> Loaded:
         assert self.conn is not None
@@ -411,6 +435,7 @@ class Writer:
                         "INSERT OR REPLACE INTO meta VALUES ('scope', ?)",
                         (json.dumps(batch.scope),),
                     )
+                self.graph.write(conn, batch.graph, len(batch.done))
                 refilled = self._refill(refill) if refill else {}
                 conn.execute("INSERT OR REPLACE INTO meta VALUES ('stats', ?)", (stats,))
                 if outputs:
@@ -578,16 +603,33 @@ def export_items(path: str, target: str, *, format: str | None = None) -> int:
     return count
 
 
-def stored_seeds(path: str) -> list[str]:
-    """The seeds of the crawl stored in ``path`` ([] when there is no such file yet)."""
-    if not os.path.exists(path):
-        return []
+def _meta_value(path: str, key: str) -> str | None:
     conn = _open_existing(path)
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'crawl'").fetchone()
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     except sqlite3.Error as exc:
         raise translate(path, exc) from None
     finally:
         conn.close()
-    seeds = json.loads(row[0]).get("seeds", []) if row else []
+    return None if row is None else str(row[0])
+
+
+def read_graph(path: str) -> SqliteCrawlGraph | None:
+    """The link graph of the crawl in ``path``; None when no run of it kept one."""
+    mark = _meta_value(path, "link_graph")
+    if mark is None:
+        return None
+    return SqliteCrawlGraph(
+        lambda: _open_existing(path),
+        lambda exc: translate(path, exc),
+        partial=mark == PARTIAL,
+    )
+
+
+def stored_seeds(path: str) -> list[str]:
+    """The seeds of the crawl stored in ``path`` ([] when there is no such file yet)."""
+    if not os.path.exists(path):
+        return []
+    crawl = _meta_value(path, "crawl")
+    seeds = json.loads(crawl).get("seeds", []) if crawl else []
     return [str(s) for s in seeds]
