@@ -3,6 +3,7 @@ command line in a subprocess against a loopback server). Only our own PIDs are s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from timing import assert_spaced, cross_process_slack
 
 from trio_crawler import Crawler, Settings
 from trio_crawler.spiders.generic import GenericSpider
-from trio_crawler.testing import SiteServer, open_site_server, site_from_links
+from trio_crawler.testing import Response, SiteServer, open_site_server, site_from_links
 
 CLI = [sys.executable, "-m", "trio_crawler"]
 
@@ -150,15 +151,25 @@ async def test_host_delay_holds_across_processes(tmp_path: Path) -> None:
 
 
 async def test_killed_worker_loses_no_page(tmp_path: Path) -> None:
+    # Every page answers 50 ms late and the host allows 4 at once: the 110 pages left when a
+    # worker is killed need at least 110 / 4 * 0.05 = 1.4 s more, so both workers are
+    # certainly alive (and holding pages) when one is killed.
     graph, paths = chain_site(150)
     out = tmp_path / "out.jsonl"
+    site = site_from_links(graph)
+    for path in graph:
+        page = site.routes[path]
+        assert isinstance(page, Response)
+        site.add(path, dataclasses.replace(page, delay=0.05))
 
     async def kill_one(proc: trio.Process) -> None:
-        workers = await wait_for_workers(proc, 1)
+        workers = await wait_for_workers(proc, 2)
         await wait_for_requests(server, 40)
-        os.kill(min(workers), signal.SIGKILL)
+        victim = min(workers)
+        assert alive(victim), "the worker ended before it could be killed"
+        os.kill(victim, signal.SIGKILL)
 
-    async with open_site_server(site_from_links(graph)) as server:
+    async with open_site_server(site) as server:
         code, err = await run_crawl(
             server,
             out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -160,12 +161,18 @@ async def test_many_links_dedupe_across_commits(tmp_path: Path) -> None:
 
 def test_bloom_has_no_false_negatives() -> None:
     bloom = _Bloom(1000)
-    values = [hash(("v", i)) % (1 << 64) for i in range(5000)]  # grows past its capacity
+    # fingerprints made the same way in every process (hash() of a str is salted per process,
+    # so the false positives below would change from run to run)
+    values = [_fp(f"v{i}") for i in range(5000)]  # grows past its capacity
     for v in values:
         bloom.add(v)
     assert all(v in bloom for v in values)
-    others = [hash(("w", i)) % (1 << 64) for i in range(5000)]
+    others = [_fp(f"w{i}") for i in range(5000)]
     assert sum(v in bloom for v in others) < 100
+
+
+def _fp(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 async def test_changed_identity_is_refused_changed_limits_are_not(tmp_path: Path) -> None:

@@ -86,4 +86,3 @@ class RobotsAnswers:
         while self._bytes > self._max and len(self._answers) > 1:
             gone, (_, gone_body, _) = self._answers.popitem(last=False)
             self._bytes -= len(gone_body) + len(gone)
-
