@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import zlib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
@@ -43,6 +44,7 @@ class HostState(Generic[T]):
     version: int = 0
     scheduled: bool = False
     claimed: int = 0  # requests started so far (for per-host page budgets and statistics)
+    part: int = 0  # the partition (process) the host belongs to (see Frontier.set_partitions)
 
 
 class Frontier(Generic[T]):
@@ -59,7 +61,9 @@ class Frontier(Generic[T]):
         self.per_host_delay = per_host_delay
         self._sign = -1 if depth_first else 1
         self._hosts: dict[str, HostState[T]] = {}
-        self._ready: list[tuple[float, int, str, int]] = []
+        # one heap of ready hosts per partition (one partition unless set_partitions)
+        self._heaps: list[list[tuple[float, int, str, int]]] = [[]]
+        self._live = {0}  # partitions whose process is there to serve them
         self._seq = itertools.count()
         self._queued = 0
         self._in_flight = 0
@@ -78,9 +82,30 @@ class Frontier(Generic[T]):
         state = self._hosts.get(key)
         if state is None:
             state = self._hosts[key] = HostState(
-                key=key, delay=self.per_host_delay, concurrency=self.per_host_concurrency
+                key=key,
+                delay=self.per_host_delay,
+                concurrency=self.per_host_concurrency,
+                part=self._part_of(key),
             )
         return state
+
+    def _part_of(self, key: str) -> int:
+        parts = len(self._heaps)
+        return 0 if parts == 1 else zlib.crc32(key.encode()) % parts
+
+    def set_partitions(self, parts: int) -> None:
+        """Split the hosts into ``parts`` partitions (one per process sharing the frontier),
+        by a hash of their key; partition 0 is live, the others once :meth:`set_live` says
+        their process is there. See :meth:`claim`."""
+        entries = [entry for heap in self._heaps for entry in heap]
+        self._heaps = [[] for _ in range(max(1, parts))]
+        self._live = {0}
+        for state in self._hosts.values():
+            state.part = self._part_of(state.key)
+        for entry in entries:
+            self._heaps[self._hosts[entry[2]].part].append(entry)
+        for heap in self._heaps:
+            heapq.heapify(heap)
 
     def hosts(self) -> Iterator[HostState[T]]:
         return iter(self._hosts.values())
@@ -91,12 +116,16 @@ class Frontier(Generic[T]):
 
     def next_ready_time(self) -> float | None:
         """When the earliest host becomes ready, or None when no host has claimable work."""
-        while self._ready:
-            when, _, key, version = self._ready[0]
-            if self._hosts[key].version == version:
-                return when
-            heapq.heappop(self._ready)
-        return None
+        best: float | None = None
+        for heap in self._heaps:
+            while heap:
+                when, _, key, version = heap[0]
+                if self._hosts[key].version == version:
+                    if best is None or when < best:
+                        best = when
+                    break
+                heapq.heappop(heap)
+        return best
 
     # ------------------------------------------------------------------ changes
     def push(self, key: str, entry: T, priority: int = 0) -> None:
@@ -107,20 +136,53 @@ class Frontier(Generic[T]):
         self._queued += 1
         self._schedule(state)
 
-    def claim(self, now: float, limit: int) -> list[tuple[str, T]]:
-        """Up to ``limit`` entries whose hosts are ready at ``now``, marked in flight."""
+    def set_live(self, part: int, live: bool) -> None:
+        """Partition ``part``'s process came (or went: its hosts are anyone's until another
+        process takes the partition)."""
+        if live:
+            self._live.add(part)
+        elif part:
+            self._live.discard(part)
+
+    def claim(
+        self, now: float, limit: int, part: int = 0, *, steal: bool = True
+    ) -> list[tuple[str, T]]:
+        """Up to ``limit`` entries whose hosts are ready at ``now``, marked in flight: from the
+        hosts of partition ``part`` first; then, with ``steal``, from other partitions: any
+        host of a partition no process serves, and hosts without a delay of the others. So a
+        host with a delay is served by one process (its requests are spaced where they are
+        sent), and no process idles while hosts without a delay wait."""
         out: list[tuple[str, T]] = []
-        ready = self._ready
+        self._claim_from(self._heaps[part], now, limit, out, undelayed_only=False)
+        if steal and len(out) < limit and len(self._heaps) > 1:
+            for other, heap in enumerate(self._heaps):
+                if other != part and len(out) < limit:
+                    self._claim_from(heap, now, limit, out, undelayed_only=other in self._live)
+        return out
+
+    def _claim_from(
+        self,
+        heap: list[tuple[float, int, str, int]],
+        now: float,
+        limit: int,
+        out: list[tuple[str, T]],
+        *,
+        undelayed_only: bool,
+    ) -> None:
         hosts = self._hosts
-        while ready and len(out) < limit:
-            when, _, key, version = ready[0]
+        busy: list[tuple[float, int, str, int]] = []
+        while heap and len(out) < limit:
+            when, _, key, version = heap[0]
             state = hosts[key]
             if state.version != version:
-                heapq.heappop(ready)
+                heapq.heappop(heap)
                 continue
             if when > now:
                 break
-            heapq.heappop(ready)
+            if undelayed_only and state.delay > 0:
+                busy.append(heapq.heappop(heap))  # left to the process that owns the host
+                continue
+            heapq.heappop(heap)
             state.scheduled = False
             _, _, entry = heapq.heappop(state.queue)
             self._queued -= 1
@@ -130,7 +192,8 @@ class Frontier(Generic[T]):
             state.next_allowed = max(state.next_allowed, now) + state.delay
             out.append((key, entry))  # still active: in flight
             self._schedule(state)
-        return out
+        for parked in busy:
+            heapq.heappush(heap, parked)
 
     def release(self, key: str) -> None:
         """A request of host ``key`` finished (successfully or not)."""
@@ -168,11 +231,13 @@ class Frontier(Generic[T]):
                 yield state.key, entry
             state.version += 1
             state.scheduled = False
-        self._ready.clear()
+        for heap in self._heaps:
+            heap.clear()
 
     def _schedule(self, state: HostState[T]) -> None:
         if state.scheduled or not state.queue or state.in_flight >= state.concurrency:
             return
         state.version += 1
         state.scheduled = True
-        heapq.heappush(self._ready, (state.next_allowed, next(self._seq), state.key, state.version))
+        heap = self._heaps[state.part]
+        heapq.heappush(heap, (state.next_allowed, next(self._seq), state.key, state.version))

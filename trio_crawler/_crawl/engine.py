@@ -181,6 +181,7 @@ class Crawler:
                 self.settings,
                 self.spider,
                 self._start,
+                processes=self._workers + 1,
                 on_stop=self.stop,
                 stopping=self._stopping,
             )

@@ -69,6 +69,7 @@ def share(
     spider: Spider,
     start: Sequence[Request | str],
     *,
+    processes: int,
     on_stop: Callable[[str], None],
     stopping: Callable[[], bool],
 ) -> SharedStore:
@@ -94,7 +95,12 @@ def share(
         "log_level": logging.getLogger("trio_crawler").getEffectiveLevel(),
     }
     return SharedStore(
-        store, setup=setup, max_pages=settings.max_pages, on_stop=on_stop, stopping=stopping
+        store,
+        processes=processes,
+        setup=setup,
+        max_pages=settings.max_pages,
+        on_stop=on_stop,
+        stopping=stopping,
     )
 
 

@@ -42,6 +42,15 @@ class LocalQueue:
             _, _, claim = heapq.heappop(delayed)
             self._frontier.push(claim.host, claim, claim.request.priority)
 
+    def set_partitions(self, parts: int) -> None:
+        """Serve ``parts`` processes, each its own hosts first (see the frontier's
+        ``set_partitions``); the shared store of ``--processes`` sets it."""
+        self._frontier.set_partitions(parts)
+
+    def set_live(self, part: int, live: bool) -> None:
+        """Partition ``part``'s process joined (or left)."""
+        self._frontier.set_live(part, live)
+
     def next_ready_time(self) -> float | None:
         ready = self._frontier.next_ready_time()
         if self._delayed:

@@ -94,10 +94,12 @@ class MemoryStore(LocalQueue, CrawlStore):
     def seen_hint(self, fingerprint: int) -> bool:
         return fingerprint in self._seen
 
-    async def claim(self, now: float, limit: int) -> list[Claim]:
+    async def claim(
+        self, now: float, limit: int, part: int = 0, *, steal: bool = True
+    ) -> list[Claim]:
         if self._delayed:
             self._promote(now)
-        return [claim for _, claim in self._frontier.claim(now, limit)]
+        return [claim for _, claim in self._frontier.claim(now, limit, part, steal=steal)]
 
     async def complete(
         self,

@@ -23,6 +23,7 @@ from .._graph import PageGraph
 from .._spider import Request
 from .base import Claim, CrawlStore, NewRequest
 from .local import RobotsAnswers
+from .memory import MemoryStore
 from .remote import (
     FRAME_HEADER,
     MAX_PROCESSES,
@@ -32,6 +33,7 @@ from .remote import (
     Status,
     portable,
 )
+from .sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from .._export import Exporter
@@ -42,12 +44,14 @@ log = logging.getLogger("trio_crawler.store.shared")
 
 
 class _Conn:
-    """One worker's connection: its framed stream and the claims it holds."""
+    """One worker's connection: its framed stream, its partition of the hosts, and the claims
+    it holds."""
 
-    __slots__ = ("bye", "claims", "framed", "seeds_sent", "version_sent")
+    __slots__ = ("bye", "claims", "framed", "part", "seeds_sent", "version_sent")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, part: int) -> None:
         self.framed = Framed(stream)
+        self.part = part
         self.claims: dict[int, Claim] = {}
         self.seeds_sent = 0
         self.version_sent = -1
@@ -65,8 +69,9 @@ class SharedStore(CrawlStore):
 
     def __init__(
         self,
-        inner: CrawlStore,
+        inner: MemoryStore | SqliteStore,
         *,
+        processes: int = 2,
         setup: Mapping[str, Any] | None = None,
         max_pages: int | None = None,
         on_stop: Callable[[str], None] | None = None,
@@ -74,6 +79,11 @@ class SharedStore(CrawlStore):
     ) -> None:
         super().__init__()
         self.inner = inner
+        # each process is served its own share of the hosts first (partition 0: this one),
+        # so a host's requests go out from one process: its keep-alive connection and its
+        # send-time spacing stay in that process
+        inner.set_partitions(processes)
+        self._free_parts = list(range(processes - 1, 0, -1))
         self._parent_stopping = stopping
         self.setup = dict(setup or {})
         self.socket_path: str | None = None
@@ -109,13 +119,15 @@ class SharedStore(CrawlStore):
     def seen_hint(self, fingerprint: int) -> bool:
         return self.inner.seen_hint(fingerprint)
 
-    async def claim(self, now: float, limit: int) -> list[Claim]:
+    async def claim(
+        self, now: float, limit: int, part: int = 0, *, steal: bool = True
+    ) -> list[Claim]:
         if self._stopping:
             return []
         if self._parent_stopping is not None and self._parent_stopping():
             self._halt()  # this process stopped (Ctrl-C, a deadline): so do the workers
             return []
-        claims = await self.inner.claim(now, limit)
+        claims = await self.inner.claim(now, limit, part, steal=steal)
         if self._max_pages is not None and claims:
             for claim in claims:
                 if not claim.request.redirects:
@@ -281,7 +293,9 @@ class SharedStore(CrawlStore):
     async def _serve(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
             stream = await listener.accept()
-            conn = _Conn(stream)
+            conn = _Conn(stream, self._free_parts.pop() if self._free_parts else 0)
+            if conn.part:
+                self.inner.set_live(conn.part, True)
             self._conns.add(conn)
             self._conns_gone = trio.Event()
             nursery.start_soon(self._connection, conn, nursery, name="trio_crawler.shared.conn")
@@ -351,6 +365,9 @@ class SharedStore(CrawlStore):
                 with trio.move_on_after(1):
                     await conn.framed.stream.aclose()
             self._conns.discard(conn)
+            if conn.part:
+                self.inner.set_live(conn.part, False)  # its hosts are anyone's now
+                self._free_parts.append(conn.part)  # a worker that comes later takes them
             if not self._conns:
                 self._conns_gone.set()
 
@@ -364,10 +381,14 @@ class SharedStore(CrawlStore):
     async def _apply(self, conn: _Conn, op: str, args: tuple[Any, ...]) -> Any:
         if op == "claim":
             out = []
-            limit = args[0]
-            if len(args) > 1 and self._no_delays():
-                limit += args[1]
-            for claim in await self.claim(trio.current_time(), limit):
+            now = trio.current_time()
+            claims = await self.claim(now, args[0], conn.part)
+            if len(args) > 1:
+                # a few more, to save round trips: only this worker's own hosts, whose
+                # requests it spaces itself when they are sent (or any, when none has a delay)
+                extra = await self.claim(now, args[1], conn.part, steal=self._no_delays())
+                claims += extra
+            for claim in claims:
                 cid = next(self._ids)
                 conn.claims[cid] = claim
                 out.append((cid, claim.request, claim.fingerprint, claim.host))

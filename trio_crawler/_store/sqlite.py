@@ -527,11 +527,13 @@ class SqliteStore(LocalQueue, CrawlStore):
             self._after_batch_change()
         return out
 
-    async def claim(self, now: float, limit: int) -> list[Claim]:
+    async def claim(
+        self, now: float, limit: int, part: int = 0, *, steal: bool = True
+    ) -> list[Claim]:
         if self._delayed:
             self._promote(now)
         out = []
-        for host, claim in self._frontier.claim(now, limit):
+        for host, claim in self._frontier.claim(now, limit, part, steal=steal):
             out.append(claim)
             if self._backlog.get(host):
                 self._want_refill(host)
