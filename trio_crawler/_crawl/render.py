@@ -4,7 +4,9 @@ Theory of operation
 -------------------
 **The browser renders; the crawler fetches.** A 2xx HTML page the crawl wants rendered
 (:mod:`.render_policy`: ``Request.render``, the ``render`` setting, the spider's
-``render``; ``auto`` for pages that look script-built) goes to the crawl's
+``render``; ``auto`` for pages that look script-built), once the ``after_response`` hooks and
+the retry policy have let it through (a page they drop or retry is not rendered), goes to the
+crawl's
 :class:`~trio_crawler._browser.Browser` with the response already fetched: the browser's
 own request for the page is answered from it. Every other request the page makes (scripts,
 XHR and fetch, stylesheets, frames; images, media and fonts are refused without a fetch,
