@@ -28,15 +28,15 @@ class PageRecord:
     redirects: tuple[str, ...] = ()
     error: str | None = None
     error_kind: str | None = None
-    #: Wall-clock time (epoch seconds, millisecond precision) the record was made: right after
-    #: the response was read, or when the failure was known. The report's "pages over time".
-    fetched_at: float | None = None
     #: The page was rendered in headless Chromium (``--render``): the title and links are
     #: the rendered DOM's. ``render_cut``: it was cut at the render timeout, still waiting
     #: for ``load``, ``network`` (its requests) or ``wait_for``. ``screenshot``: its PNG.
     rendered: bool = False
     render_cut: str | None = None
     screenshot: str | None = None
+    #: Wall-clock time (epoch seconds, millisecond precision) the record was made: right after
+    #: the response was read, or when the failure was known. The report's "pages over time".
+    fetched_at: float | None = None
 
 
 @register
