@@ -26,6 +26,12 @@ only ever linked as ``/`` (never ``/index.html``), and no URL redirects.
 
 The absolute links carry the port, so a site is generated for one port and cached under
 ``site-N-pPORT``; a ``meta.json`` written last marks it complete.
+
+The *scripted* variant (``generate(..., scripted=True)``, ``site-N-pPORT-js``, for
+``scripts/bench --render``) is the same site with no ``<a href>`` in its HTML: each link is a
+``<span data-link=K>`` and its URL the K-th of a JSON list in the page, and ``/links.js`` (a
+small script every page loads) turns the spans into the links. A crawler that does not run
+the script finds nothing but the start page (:func:`scripted_page`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import json
 import os
 import posixpath
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,7 +165,8 @@ def _render(title: str, src: str, hrefs: list[str], rng: random.Random, size: in
     return "".join(parts)
 
 
-def _public_page(i: int, n: int, n_private: int, origin: str) -> tuple[str, list[int]]:
+def public_page(i: int, n: int, n_private: int, origin: str) -> tuple[str, list[int]]:
+    """Public page ``i`` of ``n``: its HTML and the ids of the public pages it links to."""
     rng = random.Random(SEED * 1_000_003 + i)
     src = page_path(i)
     targets, private = _links(i, n, n_private, rng)
@@ -191,6 +199,38 @@ def _private_page(j: int, n: int, n_private: int, origin: str) -> str:
     return _render(f"Private {j}", src, hrefs, rng, size)
 
 
+#: The script of the scripted variant: the page's spans become its links.
+LINKS_JS = """document.addEventListener("DOMContentLoaded", () => {
+  const hrefs = JSON.parse(document.getElementById("links").textContent);
+  for (const span of document.querySelectorAll("span[data-link]")) {
+    const a = document.createElement("a");
+    a.href = hrefs[Number(span.dataset.link)];
+    a.textContent = span.textContent;
+    span.replaceWith(a);
+  }
+});
+"""
+
+_ANCHOR = re.compile(r'<a href="([^"]*)">(.*?)</a>')
+
+
+def scripted_page(html: str) -> str:
+    """``html`` with its links made by ``/links.js`` instead of written in the HTML."""
+    hrefs: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        hrefs.append(match.group(1))
+        return f'<span data-link="{len(hrefs) - 1}">{match.group(2)}</span>'
+
+    body = _ANCHOR.sub(placeholder, html)
+    data = json.dumps(hrefs).replace("</", "<\\/")
+    tail = (
+        f'<script type="application/json" id="links">{data}</script>\n'
+        '<script src="/links.js"></script>\n</body>'
+    )
+    return body.replace("</body>", tail, 1)
+
+
 def n_private_for(n: int) -> int:
     return max(5, n // PRIVATE_EVERY)
 
@@ -209,32 +249,33 @@ def _reachable(edges: dict[int, list[int]]) -> list[int]:
 def _pages(n: int, origin: str) -> Iterator[tuple[str, str, list[int] | None]]:
     n_private = n_private_for(n)
     for i in range(n):
-        html, targets = _public_page(i, n, n_private, origin)
+        html, targets = public_page(i, n, n_private, origin)
         yield page_path(i), html, targets
     for j in range(n_private):
         yield private_path(j), _private_page(j, n, n_private, origin), None
 
 
-def site_dir(root: Path, n: int, port: int) -> Path:
-    return root / f"site-{n}-p{port}"
+def site_dir(root: Path, n: int, port: int, *, scripted: bool = False) -> Path:
+    return root / f"site-{n}-p{port}{'-js' if scripted else ''}"
 
 
-def is_generated(root: Path, n: int, port: int) -> bool:
-    meta_file = site_dir(root, n, port) / "meta.json"
+def is_generated(root: Path, n: int, port: int, *, scripted: bool = False) -> bool:
+    meta_file = site_dir(root, n, port, scripted=scripted) / "meta.json"
     if not meta_file.exists():
         return False
     meta = json.loads(meta_file.read_text())
     return bool(meta.get("format") == FORMAT_VERSION and meta.get("pages") == n)
 
 
-def generate(root: Path, n: int, port: int) -> Path:
+def generate(root: Path, n: int, port: int, *, scripted: bool = False) -> Path:
     """Generate the site of ``n`` pages for ``port`` under ``root`` once; return its directory.
 
     The directory holds ``www/`` (the document root), ``expected.txt`` (the paths a correct
-    crawl fetches with status 200, one a line) and ``meta.json`` (written last).
+    crawl fetches with status 200, one a line) and ``meta.json`` (written last). ``scripted``:
+    the variant whose links a script makes (see the module docstring).
     """
-    site = site_dir(root, n, port)
-    if is_generated(root, n, port):
+    site = site_dir(root, n, port, scripted=scripted)
+    if is_generated(root, n, port, scripted=scripted):
         return site
     tmp = root / f".{site.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -250,13 +291,15 @@ def generate(root: Path, n: int, port: int) -> Path:
         if file.parent not in made_dirs:
             file.parent.mkdir(parents=True, exist_ok=True)
             made_dirs.add(file.parent)
-        data = html.encode("ascii")
+        links += html.count("<a href=")
+        data = (scripted_page(html) if scripted else html).encode("ascii")
         file.write_bytes(data)
         total_bytes += len(data)
-        links += html.count("<a href=")
         if targets is not None:
             edges[index] = targets
     (www / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
+    if scripted:
+        (www / "links.js").write_text(LINKS_JS)
     reachable = _reachable(edges)
     (tmp / "expected.txt").write_text("".join(page_path(i) + "\n" for i in reachable))
     meta = {
@@ -268,6 +311,7 @@ def generate(root: Path, n: int, port: int) -> Path:
         "bytes": total_bytes,
         "links": links,
         "seed": SEED,
+        "scripted": scripted,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(site, ignore_errors=True)

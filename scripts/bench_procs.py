@@ -200,10 +200,25 @@ class Measured:
     maxrss_mb: float  # ru_maxrss of the child (the largest process of its tree that was reaped)
     tree_rss_mb: float  # peak of the sampled RSS sum over the child's process tree
     processes: int  # most processes seen in the tree at once
+    #: CPU seconds of the tree as sampled from /proc (see :class:`TreeCpu`): counts what a
+    #: descendant used even when it was killed rather than reaped (a crawler's Chromium)
+    cpu_sampled: float = 0.0
+    #: peak of the sampled PSS sum over the tree (with ``pss=True``), and the (seconds from
+    #: the start, RSS MB, PSS MB) samples, to see whether memory stays flat
+    tree_pss_mb: float = 0.0
+    series: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def cpu(self) -> float:
-        return self.cpu_user + self.cpu_sys
+        return max(self.cpu_user + self.cpu_sys, self.cpu_sampled)
+
+    def memory_at(self, fraction: float) -> tuple[float, float]:
+        """(RSS MB, PSS MB) of the tree at ``fraction`` of the run (the sample nearest)."""
+        if not self.series:
+            return (0.0, 0.0)
+        when = fraction * self.wall
+        _, rss, pss = min(self.series, key=lambda sample: abs(sample[0] - when))
+        return rss, pss
 
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -234,6 +249,81 @@ def _rss_mb(pids: Sequence[int]) -> float:
     return total * _PAGE_MB
 
 
+def _pss_mb(pids: Sequence[int]) -> float:
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1024
+
+
+class TreeCpu:
+    """CPU seconds of a process tree, sampled from /proc, that survive a descendant killed
+    instead of reaped (``wait4`` never sees those: a crawler SIGKILLs its Chromium).
+
+    Each sample reads every process' user + system time, with its reaped children's
+    (``cutime``, ``cstime``: a live parent's count holds its dead children's). Processes gone
+    since the last sample are grouped by their nearest ancestor still alive (or the root);
+    what that ancestor's reaped count grew by was reaped into it (a graceful close, counted
+    there from now on), the rest of the group's last counts was lost with them (killed) and
+    is kept here. What a process used after the last sample before it died is lost (at most
+    ``sample_interval`` of it each).
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.root_self = 0.0
+        self.root_reaped = 0.0
+        self.gone = 0.0
+        # pid -> (parent, own time, reaped children's time)
+        self.last: dict[int, tuple[int, float, float]] = {}
+
+    def sample(self, pids: Sequence[int]) -> None:
+        now: dict[int, tuple[int, float, float]] = {}
+        root_reaped = self.root_reaped
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+                ppid = int(fields[1])
+                own = (int(fields[11]) + int(fields[12])) / _TICK
+                reaped = (int(fields[13]) + int(fields[14])) / _TICK
+            except (OSError, ValueError, IndexError):
+                continue
+            if p == self.root:
+                self.root_self, root_reaped = own, reaped
+            else:
+                now[p] = (ppid, own, reaped)
+        groups: dict[int, float] = {}
+        for p, (ppid, own, reaped) in self.last.items():
+            if p in now:
+                continue
+            ancestor = ppid
+            while ancestor in self.last and ancestor not in now:
+                ancestor = self.last[ancestor][0]
+            groups[ancestor] = groups.get(ancestor, 0.0) + own + reaped
+        for ancestor, total in groups.items():
+            if ancestor == self.root:
+                grew = root_reaped - self.root_reaped
+            elif ancestor in now and ancestor in self.last:
+                grew = now[ancestor][2] - self.last[ancestor][2]
+            else:
+                grew = 0.0
+            self.gone += max(0.0, total - grew)
+        self.root_reaped = root_reaped
+        self.last = now
+
+    def total(self) -> float:
+        """The root's own time (at the last sample) and its descendants'."""
+        return self.root_self + self.gone + sum(own + r for _, own, r in self.last.values())
+
+
 def run_measured(
     cmd: Sequence[str],
     *,
@@ -244,11 +334,13 @@ def run_measured(
     env: dict[str, str] | None = None,
     sample_interval: float = 0.25,
     interrupt_grace: float = 10.0,
+    pss: bool = False,
 ) -> Measured:
     """Run ``cmd`` to its end (or ``timeout``) and measure it from outside.
 
     CPU and ``ru_maxrss`` come from ``os.wait4`` (this child's rusage, including the children it
-    reaped); the tree RSS is sampled from /proc every ``sample_interval`` seconds. At the
+    reaped), or from the tree's samples (:class:`TreeCpu`) when they say more; the tree RSS
+    (and with ``pss`` its PSS) is sampled from /proc every ``sample_interval`` seconds. At the
     timeout the child gets SIGINT, ``interrupt_grace`` seconds later a second SIGINT, and half
     that later its group gets SIGKILL.
     """
@@ -266,6 +358,9 @@ def run_measured(
     deadline = start + timeout
     next_sample = start
     tree_rss = 0.0
+    tree_pss = 0.0
+    series: list[tuple[float, float, float]] = []
+    tree_cpu = TreeCpu(process.pid)
     processes = 1
     timed_out = False
     interrupts = 0
@@ -279,7 +374,12 @@ def run_measured(
             if now >= next_sample:
                 pids = _tree(process.pid)
                 processes = max(processes, len(pids))
-                tree_rss = max(tree_rss, _rss_mb(pids))
+                rss = _rss_mb(pids)
+                proportional = _pss_mb(pids) if pss else 0.0
+                tree_rss = max(tree_rss, rss)
+                tree_pss = max(tree_pss, proportional)
+                series.append((now - start, rss, proportional))
+                tree_cpu.sample(pids)
                 next_sample = now + sample_interval
             if now > deadline:
                 # SIGINT: a crawler that handles it stops and still writes its statistics;
@@ -314,6 +414,9 @@ def run_measured(
         maxrss_mb=usage.ru_maxrss / 1024,
         tree_rss_mb=max(tree_rss, usage.ru_maxrss / 1024),
         processes=processes,
+        cpu_sampled=tree_cpu.total(),
+        tree_pss_mb=tree_pss,
+        series=tuple(series),
     )
 
 

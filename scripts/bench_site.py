@@ -7,6 +7,8 @@ Run it through ``scripts/bench`` (which makes sure the project venv exists)::
     scripts/bench --vs naive-httpx --vs naive-h11   # and the issue's yardstick crawlers
     scripts/bench --pages 5000 --runs 1 --crawler-args '--max-retries 0'
     scripts/bench --profile             # one crawl under cProfile, the top 25 by tottime
+    scripts/bench --render --runs 1     # rendered: 2,000 pages whose links a script makes
+    scripts/bench --render --vs crawlee-browser   # and Crawlee's PlaywrightCrawler on them
 
 What it does:
 
@@ -26,6 +28,15 @@ What it does:
 5. checks the set of status-200 URLs in the output against the expected set: each expected page
    exactly once, nothing else (no /private/ page: robots.txt), no failures.
 
+``--render``: the scripted variant of the site (``bench_gen``: no link in the HTML, a small
+script makes them), crawled with ``--render`` in one process (Chromium takes the other core)
+with ``--render-concurrency 4``, 2,000 pages by default. CPU and memory are the crawler's plus
+its Chromium's (``bench_procs.TreeCpu``: Chromium is killed, not reaped, so ``wait4`` alone
+would miss it); the notes give the tree's PSS early, midway and late in the run (flat or
+not). ``--vs crawlee-browser``: Crawlee for Python's ``PlaywrightCrawler``
+(``bench_crawlee_browser.py``, a throwaway venv) on the same pages, same Chromium binary,
+same number of pages at once.
+
 It prints figures and never judges speed. Exit status: 0, or 1 when a correctness check failed,
 or 2 when setup failed (one line on stderr saying why).
 """
@@ -40,6 +51,7 @@ import json
 import os
 import pstats
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -267,6 +279,11 @@ def trio_command(ctx: Context, out: Path, stats: Path) -> list[str]:
         "--processes",
         str(ctx.args.processes),
         *state,
+        *(
+            ["--render", "--render-concurrency", str(ctx.args.render_concurrency)]
+            if ctx.args.render
+            else []
+        ),
         *shlex.split(ctx.args.crawler_args),
     ]
 
@@ -337,6 +354,7 @@ def _run(
             stderr=d / "stderr.log",
             cwd=cwd or d,
             env=env,
+            pss=ctx.args.render,
         ),
     )
     requests = _read_json(d / "stats.json").get(requests_key)
@@ -373,6 +391,11 @@ def run_trio(ctx: Context, index: int) -> Run:
     )
 
 
+def _venv_env() -> dict[str, str]:
+    """The environment of a tool run from a venv of its own: none of ours leaks in."""
+    return {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+
+
 def run_scrapy(ctx: Context, index: int) -> Run:
     d = _fresh_dir(ctx.runs_dir / f"scrapy-{index}")
     venv = Path(ctx.args.bench_dir) / "scrapy-venv"
@@ -387,7 +410,6 @@ def run_scrapy(ctx: Context, index: int) -> Run:
         "-O",
         str(d / "out.jsonl"),
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     # Scrapy's start requests are dont_filter=True: its stock spider fetches the start URL a
     # second time when a page links to it. Known behaviour, one request: tolerated, reported.
     # cwd: the run's directory, without a scrapy.cfg, so no project settings leak in.
@@ -400,7 +422,32 @@ def run_scrapy(ctx: Context, index: int) -> Run:
             out, ctx.expected, ctx.origin, "url", tolerate_duplicates=frozenset({"/"})
         ),
         "downloader/request_count",
-        env=env,
+        env=_venv_env(),
+    )
+
+
+def run_crawlee_browser(ctx: Context, index: int) -> Run:
+    d = _fresh_dir(ctx.runs_dir / f"crawlee-browser-{index}")
+    venv = Path(ctx.args.bench_dir) / "crawlee-venv"
+    cmd = [
+        str(venv / "bin" / "python"),
+        str(SCRIPTS / "bench_crawlee_browser.py"),
+        f"{ctx.origin}/",
+        str(d / "out.jsonl"),
+        str(d / "stats.json"),
+        "--chromium",
+        ctx.args.chromium,
+        "-c",
+        str(ctx.args.render_concurrency),
+    ]
+    return _run(
+        ctx,
+        "crawlee-browser",
+        index,
+        cmd,
+        lambda out: check_output(out, ctx.expected, ctx.origin, "url"),
+        "requests",
+        env=_venv_env(),
     )
 
 
@@ -550,6 +597,15 @@ def print_notes(runs: Sequence[Run]) -> None:
             )
         if c.tolerated:
             notes.append(f"fetched twice (tolerated): {', '.join(c.tolerated)}")
+        if run.measured.tree_pss_mb:
+            m = run.measured
+            at = [m.memory_at(f) for f in (0.1, 0.5, 0.9)]
+            notes.append(
+                "tree PSS at 10/50/90 % of the run: "
+                + " / ".join(f"{pss:.0f}" for _, pss in at)
+                + f" MB (RSS {' / '.join(f'{rss:.0f}' for rss, _ in at)}), "
+                f"peak PSS {m.tree_pss_mb:.0f} MB"
+            )
         status = "OK" if run.ok else (run.note or c.summary())
         print(
             f"{run.crawler} run {run.index}: {status}" + (f"; {'; '.join(notes)}" if notes else "")
@@ -619,17 +675,31 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--pages", type=int, default=20_000, help="site size (public pages)")
+    parser.add_argument(
+        "--pages", type=int, help="site size (public pages; 20,000, with --render 2,000)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per crawler; medians reported")
     parser.add_argument(
         "-c",
         "--concurrency",
         type=int,
-        default=128,
-        help="trio-crawler's -c and --per-host-concurrency",
+        help="trio-crawler's -c and --per-host-concurrency (128; with --render 16)",
     )
     parser.add_argument(
-        "--processes", type=int, default=2, help="trio-crawler's --processes (both cores)"
+        "--processes", type=int, help="trio-crawler's --processes (2: both cores; --render: 1)"
+    )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="the scripted site (links made by a script), crawled with --render",
+    )
+    parser.add_argument(
+        "--render-concurrency", type=int, default=4, help="pages rendering at once (--render)"
+    )
+    parser.add_argument(
+        "--chromium",
+        default=shutil.which("chromium-headless-shell") or "chromium-headless-shell",
+        help="the Chromium binary --vs crawlee-browser is pointed at",
     )
     parser.add_argument(
         "--no-state",
@@ -643,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--vs",
         action="append",
         default=[],
-        choices=["scrapy", "naive-httpx", "naive-h11"],
+        choices=["scrapy", "naive-httpx", "naive-h11", "crawlee-browser"],
         help="also crawl with this, interleaved (repeatable); naive-*: the issue's yardstick, "
         "scripts/bench_naive.py",
     )
@@ -662,7 +732,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--bench-dir", default="/tmp/trio-crawler-bench")
     parser.add_argument(
-        "--timeout", type=float, help="seconds per crawl run; unset: 120 + pages/20"
+        "--timeout",
+        type=float,
+        help="seconds per crawl run; unset: 120 + pages/20 (--render: pages/2)",
     )
     parser.add_argument("--scrapy-spec", default="scrapy", help="what pip installs for --vs")
     return parser
@@ -674,11 +746,20 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.pages is None:
+        args.pages = 2000 if args.render else 20_000
+    if args.concurrency is None:
+        args.concurrency = 16 if args.render else 128
+    if args.processes is None:
+        args.processes = 1 if args.render else 2
+    if "crawlee-browser" in args.vs and not args.render:
+        print("bench: --vs crawlee-browser needs --render", file=sys.stderr)
+        return EXIT_SETUP_FAILED
     if args.pages < 1 or args.runs < 1 or args.concurrency < 1:
         print("bench: --pages, --runs and -c must be at least 1", file=sys.stderr)
         return EXIT_SETUP_FAILED
     if args.timeout is None:
-        args.timeout = 120 + args.pages / 20
+        args.timeout = 120 + args.pages / (2 if args.render else 20)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with it ignored
     try:
@@ -699,12 +780,17 @@ def _main(args: argparse.Namespace) -> int:
     scrapy_version = None
     if "scrapy" in args.vs:
         scrapy_version = bench_procs.ensure_scrapy(bench_dir / "scrapy-venv", args.scrapy_spec)
+    if "crawlee-browser" in args.vs:
+        bench_procs.ensure_venv(
+            bench_dir / "crawlee-venv", ["crawlee[playwright]"], ["crawlee", "playwright"]
+        )
     port = args.port if bench_procs.port_is_free(args.port) else bench_procs.free_port()
-    cached = bench_gen.is_generated(bench_dir, args.pages, port)
+    scripted = args.render
+    cached = bench_gen.is_generated(bench_dir, args.pages, port, scripted=scripted)
     if not cached:
         print(f"generating the site ({args.pages} pages)...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    site = bench_gen.generate(bench_dir, args.pages, port)
+    site = bench_gen.generate(bench_dir, args.pages, port, scripted=scripted)
     gen_time = time.perf_counter() - t0
     meta = json.loads((site / "meta.json").read_text())
     expected = bench_gen.expected_paths(site)
@@ -729,11 +815,17 @@ def _main(args: argparse.Namespace) -> int:
         print("trio-crawler:", shlex.join(trio_command(ctx, Path("OUT"), Path("STATS"))))
         if "scrapy" in args.vs:
             print("scrapy: runspider scripts/bench_scrapy_spider.py (CrawlSpider, 16 concurrent)")
+        if "crawlee-browser" in args.vs:
+            print(
+                f"crawlee-browser: scripts/bench_crawlee_browser.py (PlaywrightCrawler, "
+                f"{args.render_concurrency} at once, {args.chromium})"
+            )
         by_crawler: dict[str, list[Run]] = {"trio-crawler": []}
         runners: list[Callable[[Context, int], Run]] = [run_trio]
+        others = {"scrapy": run_scrapy, "crawlee-browser": run_crawlee_browser}
         for other in dict.fromkeys(args.vs):
             by_crawler[other] = []
-            runners.append(run_scrapy if other == "scrapy" else _naive_runner(other))
+            runners.append(others.get(other) or _naive_runner(other))
         print("\n" + header(), flush=True)
         for index in range(1, args.runs + 1):
             for runner in runners:

@@ -63,6 +63,8 @@ def test_choices_come_from_the_annotation() -> None:
         "politeness_key": ("origin", "ip"),
         "scope": ("host", "domain", "any"),
         "order": ("breadth", "depth"),
+        "render": ("on", "off", "auto"),
+        "render_scope": ("site", "any"),
     }
     with pytest.raises(SettingsError, match="scope must be host, domain or any"):
         Settings(scope="everything")  # type: ignore[arg-type]

@@ -137,7 +137,7 @@ def test_unknown_argument_is_a_one_line_error(spider: type[Spider]) -> None:
 @pytest.mark.parametrize(
     ("spider", "kwargs"),
     [
-        (QuotesSpider, {"mode": "browser"}),
+        (QuotesSpider, {"mode": "chrome"}),
         (CveDetailsSpider, {"details": "maybe"}),
         (CveDetailsSpider, {"base_url": "ftp://www.cvedetails.com"}),
         (GithubSpider, {"base_url": "api.github.com"}),

@@ -53,6 +53,8 @@ class FailureKind(enum.StrEnum):
     PROCESS_ERROR = "process_error"  # spider.process raised
     PARSE = "parse"  # a spider recorded part of a page it could not parse
     STORE = "store"  # the state store refused the page
+    # the browser
+    RENDER = "render"  # rendering in Chromium failed (its crash, a stuck or crashed page)
     OTHER = "other"
 
 

@@ -25,7 +25,8 @@ class Meaning:
     always finite). ``flags`` set the field (a boolean: to True); ``off_flags`` set a boolean
     to False, described by ``off_help``. ``syntax`` is the text form of one entry of a
     repeatable pair flag (``"NAME: VALUE"``, ``"HOST=URL"``): the CLI splits it at its
-    separator. ``shown`` replaces the default in ``--help`` (``1 GiB``).
+    separator. ``shown`` replaces the default in ``--help`` (``1 GiB``). ``const``: the
+    value a flag given without one sets (``--render`` alone is ``--render on``).
     """
 
     help: str
@@ -39,6 +40,7 @@ class Meaning:
     off_help: str = ""
     syntax: str | None = None
     shown: str | None = None
+    const: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -56,7 +56,11 @@ POLITENESS = "concurrency and politeness"
 SCOPE = "scope"
 SAFETY = "retries, timeouts and safety"
 TRANSPORT = "proxies, TLS and archiving"
-GROUPS = (LIMITS, POLITENESS, SCOPE, SAFETY, TRANSPORT)
+RENDERING = "rendering in headless Chromium"
+GROUPS = (LIMITS, POLITENESS, SCOPE, SAFETY, TRANSPORT, RENDERING)
+
+#: The resource types (DevTools names) a rendered page is refused without a fetch.
+DEFAULT_RENDER_REFUSED: tuple[str, ...] = ("Image", "Media", "Font")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -438,6 +442,89 @@ class Settings:
         shown="1 GiB",
     )
 
+    # --- rendering (see trio_crawler/_crawl/render.py)
+    render: Literal["on", "off", "auto"] | None = setting(
+        None,
+        "render pages in headless Chromium before scraping: on (every HTML page), off, or "
+        "auto (pages that look script-built); --render alone is on; unset: the spider "
+        "decides (its render attribute; Request.render first)",
+        group=RENDERING,
+        flags=("--render",),
+        const="on",
+    )
+    render_concurrency: int | None = setting(
+        None,
+        "pages rendering at once (browser tabs; a trio.CapacityLimiter of its own, not a "
+        "fetch slot); with --processes N each process renders its share",
+        group=RENDERING,
+        flags=("--render-concurrency",),
+        metavar="N",
+        low=1,
+        high=1000,
+        shown="2 per core",
+    )
+    render_timeout: float = setting(
+        15.0,
+        "seconds a page may take to render, after its fetch; a page not done by then is cut "
+        "and scraped as it stands",
+        group=RENDERING,
+        flags=("--render-timeout",),
+        metavar="SECONDS",
+        low=0,
+        above=True,
+        high=3600,
+    )
+    render_quiet: float = setting(
+        0.1,
+        "a rendered page is done at its load event plus this many seconds without a request "
+        "in flight",
+        group=RENDERING,
+        flags=("--render-quiet",),
+        metavar="SECONDS",
+        low=0,
+        high=10,
+    )
+    render_scope: Literal["site", "any"] = setting(
+        "site",
+        "what a rendered page may load: site (its own registrable domain, or the crawl's "
+        "scope) or any origin; robots.txt, politeness and the address guard apply either way",
+        group=RENDERING,
+        flags=("--render-scope",),
+    )
+    render_refused_types: tuple[str, ...] = setting(
+        DEFAULT_RENDER_REFUSED,
+        "resource types (DevTools names) a rendered page is refused without a fetch",
+        shown="Image, Media, Font",
+    )
+    render_js_heap: int = setting(
+        256,
+        "a rendered page's JavaScript heap (MiB); over it, its render fails",
+        low=16,
+        high=65_536,
+    )
+    render_max_memory: int = setting(
+        2 * 1024**3,
+        "Chromium's memory (bytes, proportional set size of its processes) over which it is "
+        "replaced by a new one once its pages end",
+        low=64 * 1024**2,
+        high=1 << 40,
+        shown="2 GiB",
+    )
+    render_pages_per_browser: int = setting(
+        1000,
+        "pages one Chromium renders before it is replaced by a new one",
+        low=1,
+        high=10**9,
+    )
+    screenshots: str | None = setting(
+        None,
+        "save a PNG of each rendered page in this directory, named by the page's fingerprint "
+        "(the record lists it)",
+        group=RENDERING,
+        flags=("--screenshots",),
+        metavar="DIR",
+    )
+
     # --- behaviour
     fail_fast: bool = setting(
         False,
@@ -554,6 +641,11 @@ class Settings:
                 raise SettingsError(f"bad URL pattern {pattern!r}: {exc}") from None
         if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
             raise SettingsError("user_agent must be a non-empty single line")
+        if self.render_quiet >= self.render_timeout:
+            raise SettingsError(
+                f"render_quiet ({self.render_quiet:g}) must be below render_timeout "
+                f"({self.render_timeout:g})"
+            )
         for addr in self.allowed_addresses:
             host, sep, port = addr.rpartition(":")
             if not sep or not host or not port.isdigit():

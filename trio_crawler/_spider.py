@@ -55,6 +55,11 @@ class Request:
     normalised form, which is what is fetched, logged and recorded; dedupe uses its canonical
     form. ``meta`` must be JSON-serialisable (it is stored with the frontier). ``depth``,
     ``referrer``, ``retries``, ``redirects`` and ``rate_limited`` are filled in by the engine.
+
+    ``render``: True renders the page in headless Chromium before ``scrape`` (the spider
+    gets the DOM the scripts built), False never; None (default) leaves it to the crawl's
+    ``render`` setting, then the spider's ``render`` attribute. ``wait_for``: a CSS selector
+    the rendered page must match before it counts as done (within the render timeout).
     """
 
     url: str
@@ -69,6 +74,8 @@ class Request:
     #: Rate-limited answers to this request so far (the spider's ``rate_limit_delay``): each
     #: one waits, and after ``max_rate_limit_waits`` the request fails as ``rate_limited``.
     rate_limited: int = 0
+    render: bool | None = None
+    wait_for: str | None = None
 
     @property
     def original_url(self) -> str:
@@ -115,6 +122,31 @@ class Headers(Mapping[str, str]):
         return f"Headers({list(self._items)!r})"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rendering:
+    """How a page was rendered in headless Chromium (:attr:`Page.rendering`).
+
+    ``settled``: the page was done (load event, then no request for the quiet period, and
+    ``wait_for`` matched); False when it was cut at the render timeout and scraped as it
+    stood (``cut_reason`` says what it was still waiting for: ``load``, ``network`` or
+    ``wait_for``). ``subrequests``: requests the page made that the crawler answered;
+    ``refused``: those it refused, as ``"URL: why"`` (the first 100). ``navigations``:
+    where a script tried to take the page (refused; the crawl follows the first like a
+    redirect). ``errors``: the page's console errors and uncaught exceptions (the first 50).
+    ``screenshot``: the PNG's path with ``screenshots`` set. ``elapsed``: seconds the render
+    took, after the fetch.
+    """
+
+    settled: bool = True
+    cut_reason: str | None = None
+    subrequests: int = 0
+    refused: tuple[str, ...] = ()
+    navigations: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    screenshot: str | None = None
+    elapsed: float = 0.0
+
+
 class Page:
     """One fetched response, handed to ``Spider.scrape``.
 
@@ -122,6 +154,11 @@ class Page:
     ``request.original_url`` the first. ``body`` holds at most ``max_body_size`` decoded
     bytes; ``truncated`` says whether more was sent. Text, the HTML tree and the links are
     computed on first use and cached.
+
+    A rendered page (``rendering`` is not None) is the DOM the browser built, serialised as
+    UTF-8 HTML: ``body`` and ``text`` are that DOM, ``url`` is the page's address as the
+    browser last saw it (``location.href``, the base of its links), ``headers`` the
+    response's with ``Content-Type: text/html; charset=utf-8``.
     """
 
     __slots__ = (
@@ -137,6 +174,7 @@ class Page:
         "elapsed",
         "header_robots",
         "headers",
+        "rendering",
         "request",
         "status",
         "truncated",
@@ -177,6 +215,33 @@ class Page:
         self._text: str | None = None
         self._html: LexborHTMLParser | None = None
         self._extracted: _extract.Extracted | None = None
+        self.rendering: Rendering | None = None
+
+    def rendered(
+        self, *, url: str, html: str, truncated: bool, rendering: Rendering, max_body: int
+    ) -> Page:
+        """This page as the browser rendered it at ``url``: the DOM ``html`` as its UTF-8
+        body, cut at ``max_body`` bytes (``truncated``: the DOM was cut already)."""
+        body = html.encode("utf-8", "replace")
+        if len(body) > max_body:
+            body, truncated = body[:max_body], True
+        headers = [(k, v) for k, v in self.headers.raw() if k.lower() != "content-type"]
+        headers.append(("content-type", "text/html; charset=utf-8"))
+        page = Page(
+            request=self.request,
+            url=url,
+            status=self.status,
+            headers=Headers(headers),
+            body=body,
+            truncated=self.truncated or truncated,
+            elapsed=self.elapsed,
+            header_robots=self.header_robots,
+            obey_meta_robots=self._obey_meta,
+            obey_nofollow=self._obey_nofollow,
+            max_links=self._max_links,
+        )
+        page.rendering = rendering
+        return page
 
     @property
     def depth(self) -> int:
@@ -346,6 +411,9 @@ class Spider:
     ``description``   one line shown by ``trio-crawler spiders``
     ``start_urls``    where the crawl starts (or override :meth:`start_requests`)
     ``accept``        ``"html"`` (default), ``"json"`` or ``"any"``: which responses reach scrape
+    ``render``        True: render every HTML page in headless Chromium before ``scrape``;
+                      ``"auto"``: only pages that look script-built; False (default): none
+                      (``Request.render`` and the crawl's ``render`` setting come first)
     ``headers``       headers sent with every request of this spider (API token, Accept...)
     ``custom_settings`` overrides of :class:`~trio_crawler.Settings` fields this spider needs
                       (the user's explicit flags still win)
@@ -359,6 +427,7 @@ class Spider:
     description: ClassVar[str] = ""
     start_urls: ClassVar[tuple[str, ...]] = ()
     accept: ClassVar[Accept] = "html"
+    render: bool | Literal["auto"] = False
     headers: Mapping[str, str] = {}
     custom_settings: ClassVar[Mapping[str, Any]] = {}
     args: ClassVar[Mapping[str, str]] = {}

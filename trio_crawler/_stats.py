@@ -81,6 +81,14 @@ class CrawlStats:
     sitemap_urls: int
     spider_errors: int
     process_errors: int
+    #: Rendering (``render``): pages rendered in Chromium (``rendered_cut`` of them cut at
+    #: the render timeout, still scraped), requests the browser made for them (answered by
+    #: the crawler, or refused: ``subrequests_refused``), browsers that crashed or hung.
+    rendered: int = 0
+    rendered_cut: int = 0
+    subrequests: int = 0
+    subrequests_refused: int = 0
+    browser_crashes: int = 0
     #: The first exceptions spider code raised, with their URLs (``spider_errors`` and
     #: ``process_errors`` count them all).
     errors: tuple[SpiderError, ...] = ()
@@ -119,6 +127,11 @@ class Counters:
     sitemap_urls: int = 0
     spider_errors: int = 0
     process_errors: int = 0
+    rendered: int = 0
+    rendered_cut: int = 0
+    subrequests: int = 0
+    subrequests_refused: int = 0
+    browser_crashes: int = 0
     status_classes: Counter[str] = dataclasses.field(default_factory=Counter)
     failures: Counter[str] = dataclasses.field(default_factory=Counter)
     dropped: Counter[str] = dataclasses.field(default_factory=Counter)
@@ -167,5 +180,10 @@ class Counters:
             sitemap_urls=self.sitemap_urls,
             spider_errors=self.spider_errors,
             process_errors=self.process_errors,
+            rendered=self.rendered,
+            rendered_cut=self.rendered_cut,
+            subrequests=self.subrequests,
+            subrequests_refused=self.subrequests_refused,
+            browser_crashes=self.browser_crashes,
             errors=errors,
         )

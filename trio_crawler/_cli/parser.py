@@ -100,6 +100,8 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             extra: dict[str, Any] = {}
             if option.choices:
                 extra["choices"] = option.choices
+                if m.const is not None:
+                    extra.update(nargs="?", const=m.const)
             elif option.kind in ("int", "float"):
                 extra["type"] = _converter(option)
             group.add_argument(

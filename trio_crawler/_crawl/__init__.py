@@ -15,6 +15,8 @@ being claimed and being settled is a *stage*, one module each; a stage takes wha
 ``politeness``  the one owner of a host's pace (delays, Crawl-delay, pauses, throttle, keys)
 ``redirects``   a 3xx's next hop, checked like a link
 ``admission``   which requests enter the frontier (depth, rules, traps) and a page's children
+``render``      a page rendered in headless Chromium before ``scrape``, every request it
+                makes answered by the crawl (``render_policy``: its pure decisions)
 ``scraper``     the spider's ``scrape`` and ``failed``
 ``processor``   items on their way to ``Spider.process`` and ``crawler.items()``
 ``processes``   several fetch processes sharing one crawl

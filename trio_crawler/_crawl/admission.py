@@ -142,6 +142,8 @@ class Admission:
                 dont_filter=request.dont_filter,
                 depth=depth,
                 referrer=page.url,
+                render=request.render,
+                wait_for=request.wait_for,
             )
             admitted = self.admit(child, refused)
             if admitted is not None:

@@ -54,6 +54,7 @@ from typing import Any
 
 import trio
 
+from .._browser import Browser, open_browser
 from .._exceptions import FailureKind, SettingsError
 from .._export import Exporter, open_exporter
 from .._graph import PageGraph
@@ -73,6 +74,8 @@ from .politeness import Politeness
 from .processes import parent_concurrency, run_workers, share
 from .processor import Processor
 from .redirects import Redirects
+from .render import Renderer, check_renderer
+from .render_policy import browser_options, render_share
 from .scraper import Scraper
 
 log = logging.getLogger("trio_crawler.engine")
@@ -126,7 +129,10 @@ class Crawler:
         transport: Any = None,
     ) -> None:
         self.spider = spider
-        self.settings = s = effective_settings(settings or Settings(), spider)
+        # with workers, each process renders its share of render_concurrency
+        self.settings = s = render_share(
+            effective_settings(settings or Settings(), spider), processes
+        )
         self._start: list[Request | str] = (
             list(start_urls) if start_urls is not None else list(spider.start_requests())
         )
@@ -261,19 +267,23 @@ class Crawler:
         self._started_at = trio.current_time()
         archive = Archive(self.settings)
         try:
+            check_renderer(self.settings, self.spider, self._start)
             async with self.store.open(self.crawl_meta(), self._counters) as resumed:
                 self.resumed = resumed
                 self._budget_base = self._counters.dropped.get("host_budget", 0)
                 try:
-                    async with Fetcher(
-                        self.settings,
-                        guard=self._guard,
-                        resolver=self._resolver,
-                        transport=self._transport,
-                    ) as fetcher:
+                    async with (
+                        Fetcher(
+                            self.settings,
+                            guard=self._guard,
+                            resolver=self._resolver,
+                            transport=self._transport,
+                        ) as fetcher,
+                        open_browser(browser_options(self.settings)) as browser,
+                    ):
                         archive.open()
                         self._open_outputs()  # last: what fails first leaves them untouched
-                        self._pipeline = self._build_pipeline(fetcher, archive)
+                        self._pipeline = self._build_pipeline(fetcher, archive, browser)
                         async with trio.open_nursery() as nursery:
                             await self._start_tasks(nursery)
                             task_status.started()
@@ -298,21 +308,35 @@ class Crawler:
             self._drained.set()
             self._work_done.set()
 
-    def _build_pipeline(self, fetcher: Fetcher, archive: Archive) -> Pipeline:
+    def _build_pipeline(self, fetcher: Fetcher, archive: Archive, browser: Browser) -> Pipeline:
         s, spider, counters = self.settings, self.spider, self._counters
         politeness, admission = self._politeness, self._admission
         exchange = Exchange(s, spider, counters, fetcher, archive)
         sitemaps = Sitemaps(counters, admission, self.store, politeness)
+        gate = RobotsGate(s, self.rules, counters, self.store, exchange, politeness, sitemaps)
+        redirects = Redirects(s, self.rules, counters, self.store, politeness)
+        renderer = Renderer(
+            s,
+            spider,
+            counters,
+            browser=browser,
+            exchange=exchange,
+            gate=gate,
+            politeness=politeness,
+            rules=self.rules,
+            redirects=redirects,
+        )
         return Pipeline(
             s,
             spider,
             counters,
-            gate=RobotsGate(s, self.rules, counters, self.store, exchange, politeness, sitemaps),
+            gate=gate,
             exchange=exchange,
             sitemaps=sitemaps,
             politeness=politeness,
-            redirects=Redirects(s, self.rules, counters, self.store, politeness),
+            redirects=redirects,
             scraper=Scraper(s, spider, counters, admission, politeness, self._errors),
+            renderer=renderer,
         )
 
     async def _start_tasks(self, nursery: trio.Nursery) -> None:

@@ -103,6 +103,21 @@ class Exchange:
     async def fetch(self, request: Request, pace: Pace | None = None) -> FetchResult | Outcome:
         """GET the request: its result, or what to do after a transport failure. ``pace`` is
         awaited right before the request is sent (politeness at send time)."""
+        try:
+            return await self.send(request, pace)
+        except FetchError as exc:
+            decision = self._retry.for_error(exc.kind, attempt=request.retries)
+            if decision.retry:
+                self._counters.retries += 1
+                log.debug("retrying %s in %.2fs after %s", request.url, decision.delay, exc.kind)
+                retried = dataclasses.replace(request, retries=request.retries + 1)
+                return Again(retried, decision.delay)
+            return Failed(exc.kind, f"{exc.kind}: {exc.args[0]}")
+
+    async def send(self, request: Request, pace: Pace | None = None) -> FetchResult:
+        """GET the request once, with its origin's cookies and credentials; archived and
+        counted, its cookies kept. Raises :class:`~trio_crawler.FetchError` (no retry: a
+        rendered page's requests come here directly)."""
         c = self._counters
         url = request.url
         try:
@@ -110,13 +125,7 @@ class Exchange:
         except FetchError as exc:
             self._archive.record(url, exc)
             c.requests += 1
-            decision = self._retry.for_error(exc.kind, attempt=request.retries)
-            if decision.retry:
-                c.retries += 1
-                log.debug("retrying %s in %.2fs after %s", url, decision.delay, exc.kind)
-                retried = dataclasses.replace(request, retries=request.retries + 1)
-                return Again(retried, decision.delay)
-            return Failed(exc.kind, f"{exc.kind}: {exc.args[0]}")
+            raise
         self._archive.record(url, result)
         log.debug(
             "GET %s: %d, %d bytes in %.0f ms",

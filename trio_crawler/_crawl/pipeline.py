@@ -5,7 +5,7 @@
     gate (robots.txt)  ->  before hooks  ->  fetch  ->  [sitemap: read it]
       ->  politeness (adaptive throttle, the spider's rate limit)
       ->  [3xx: redirects]  ->  after hooks  ->  retry policy (429, 5xx...)
-      ->  [not 2xx: failed]  ->  scraper
+      ->  [not 2xx: failed]  ->  [render: the page in a browser]  ->  scraper
 
 The result is an :data:`~.outcome.Outcome` (done, again later, failed) that the engine
 applies. Nothing here settles a claim or touches the engine.
@@ -30,6 +30,7 @@ from .gate import RobotsGate, Sitemaps, is_sitemap
 from .outcome import Again, Done, Failed, Outcome
 from .politeness import Politeness
 from .redirects import Redirects
+from .render import Renderer
 from .scraper import Scraper
 
 #: The redirects that are followed, as browsers follow them (a 300 or a 304 is an answer).
@@ -51,6 +52,7 @@ class Pipeline:
         politeness: Politeness,
         redirects: Redirects,
         scraper: Scraper,
+        renderer: Renderer,
     ) -> None:
         self._spider = spider
         self._counters = counters
@@ -61,6 +63,7 @@ class Pipeline:
         self._politeness = politeness
         self._redirects = redirects
         self._scraper = scraper
+        self._renderer = renderer
 
     async def run(self, claim: Claim) -> Outcome:
         """Take ``claim`` through the stages; what to do with it."""
@@ -90,6 +93,11 @@ class Pipeline:
             decision = await self._by_status(claim, request, result)
         if decision is not None:
             return decision
+        if self._renderer.wanted(page):
+            rendered = await self._renderer.render(claim, page, result)
+            if not isinstance(rendered, Page):
+                return rendered
+            page = rendered
         return await self._scraper.scrape(page)
 
     async def failed(

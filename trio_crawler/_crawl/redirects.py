@@ -56,11 +56,19 @@ class Redirects:
         except ValueError:
             message = f"bad redirect target {location[:200]!r}"
             return Failed(FailureKind.BAD_URL, message, result.status)
+        return await self.hop(request, target, result.status)
+
+    async def hop(
+        self, request: Request, target: str, status: int, *, widen_scope: bool = True
+    ) -> Outcome:
+        """The hop from ``request`` to the absolute URL ``target``, checked; ``status`` is
+        the answer's. A rendered page's navigation comes here too (``widen_scope=False``:
+        a script does not take its target into the scope as a seed's redirect does)."""
         chain = (*request.redirects, request.url)
-        refused = self._refusal(target, chain, result.status)
+        refused = self._refusal(target, chain, status)
         if refused is not None:
             return refused
-        if request.depth == 0 and self._settings.scope != "any":
+        if widen_scope and request.depth == 0 and self._settings.scope != "any":
             # a seed that redirects takes its target's site into scope, as if the user had
             # named it, for the whole crawl
             await self._store.add_scope(target)
@@ -71,7 +79,7 @@ class Redirects:
                 if reason in (DropReason.UNPARSABLE, DropReason.TOO_LONG)
                 else FailureKind.OUT_OF_SCOPE
             )
-            return Failed(kind, f"redirect to {target} refused: {reason}", result.status)
+            return Failed(kind, f"redirect to {target} refused: {reason}", status)
         self._counters.redirects += 1
         hop = dataclasses.replace(request, url=target, redirects=chain, retries=0, rate_limited=0)
         if request.headers and self._rules.origin(target) != self._rules.origin(request.url):

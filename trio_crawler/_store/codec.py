@@ -48,6 +48,10 @@ def encode_request(request: Request) -> str:
         data["redirects"] = list(request.redirects)
     if request.rate_limited:
         data["rate_limited"] = request.rate_limited
+    if request.render is not None:
+        data["render"] = request.render
+    if request.wait_for is not None:
+        data["wait_for"] = request.wait_for
     try:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:

@@ -28,6 +28,12 @@ class PageRecord:
     redirects: tuple[str, ...] = ()
     error: str | None = None
     error_kind: str | None = None
+    #: The page was rendered in headless Chromium (``--render``): the title and links are
+    #: the rendered DOM's. ``render_cut``: it was cut at the render timeout, still waiting
+    #: for ``load``, ``network`` (its requests) or ``wait_for``. ``screenshot``: its PNG.
+    rendered: bool = False
+    render_cut: str | None = None
+    screenshot: str | None = None
     #: Wall-clock time (epoch seconds, millisecond precision) the record was made: right after
     #: the response was read, or when the failure was known. The report's "pages over time".
     fetched_at: float | None = None
@@ -59,6 +65,7 @@ class GenericSpider(Spider):
         noindex = page._obey_meta and "noindex" in page.robots
         if not noindex:
             request = page.request
+            rendering = page.rendering
             yield PageRecord(
                 url=request.original_url,
                 final_url=page.url,
@@ -73,6 +80,9 @@ class GenericSpider(Spider):
                 truncated=page.truncated,
                 redirects=request.redirects,
                 fetched_at=round(time.time(), 3),
+                rendered=rendering is not None,
+                render_cut=None if rendering is None else rendering.cut_reason,
+                screenshot=None if rendering is None else rendering.screenshot,
             )
         if links:
             yield Follow(links)

@@ -1,13 +1,16 @@
-"""Quotes of quotes.toscrape.com, including the JavaScript-rendered ``/js/`` pages, with no browser.
+"""Quotes of quotes.toscrape.com, including the JavaScript-rendered ``/js/`` pages, by default
+without a browser.
 
 The ``/js/`` pages carry their quotes in an inline script, ``var data = [ {...}, ... ];``, then
 ``document.write`` them. The spider cuts that array out of the script (bracket matching that skips
 over strings, so a ``]`` inside a quote does not end it), decodes it with :func:`json.loads`
 (which turns ``\\u201c`` into the curly quote) and HTML-unescapes the strings, as the browser
 would when it writes them into the page. ``--arg mode=html`` reads the plain pages (``/``)
-instead: ``.quote .text``, ``.author`` and ``.tags .tag``. Both modes follow the pager's
-``li.next > a``; a ``/js/`` page that lost its script but has server-rendered quotes is read as
-HTML.
+instead: ``.quote .text``, ``.author`` and ``.tags .tag``. ``--arg mode=browser`` renders the
+``/js/`` pages in headless Chromium (the spider's ``render``) and reads the quotes the scripts
+wrote, as ``mode=html`` reads them: the same items as ``mode=js``, for the price of a browser.
+Every mode follows the pager's ``li.next > a``; a ``/js/`` page that lost its script but has
+server-rendered quotes is read as HTML.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ._shared import ParseError, checked_base_url, parse_error, warn_failed
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://quotes.toscrape.com"
-MODES = ("js", "html")
+MODES = ("js", "html", "browser")
 
 _DATA_START = re.compile(r"\b(?:var|let|const)\s+data\s*=\s*(?=\[)")
 
@@ -44,10 +47,11 @@ class QuotesSpider(Spider):
     """quotes.toscrape.com, from the data embedded for JavaScript or from the plain HTML."""
 
     name = "quotes"
-    description = "quotes.toscrape.com: text, author, tags (JavaScript pages, no browser)"
+    description = "quotes.toscrape.com: text, author, tags (JavaScript pages, browser optional)"
     item_types = (Quote, ParseError)
     args = {
-        "mode": "js (default): read the /js/ pages' embedded data; html: the plain pages",
+        "mode": "js (default): read the /js/ pages' embedded data; html: the plain pages; "
+        "browser: render the /js/ pages in Chromium",
         "base_url": f"site to crawl (default {DEFAULT_BASE_URL})",
     }
 
@@ -55,11 +59,12 @@ class QuotesSpider(Spider):
         super().__init__(**kwargs)
         self.mode = kwargs.get("mode", "js").strip().lower()
         if self.mode not in MODES:
-            raise SettingsError(f"mode must be js or html, not {kwargs['mode']!r}")
+            raise SettingsError(f"mode must be js, html or browser, not {kwargs['mode']!r}")
         self.base_url = checked_base_url(kwargs.get("base_url", DEFAULT_BASE_URL))
+        self.render = self.mode == "browser"
 
     def start_requests(self) -> Iterable[Request | str]:
-        return [f"{self.base_url}/js/" if self.mode == "js" else f"{self.base_url}/"]
+        return [f"{self.base_url}/" if self.mode == "html" else f"{self.base_url}/js/"]
 
     async def scrape(self, page: Page) -> AsyncIterator[Any]:
         records = embedded_data(page) if self.mode == "js" else None
