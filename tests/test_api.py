@@ -24,6 +24,7 @@ PUBLIC = {
     "Follow",
     "Headers",
     "Page",
+    "Rendering",
     "Request",
     "Retry",
     "Settings",

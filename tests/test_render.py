@@ -535,3 +535,29 @@ async def test_several_processes_render_their_share(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr.decode()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 7 and all(r["rendered"] for r in records)
+
+
+async def test_a_bare_render_flag_before_the_url_and_the_render_figures_in_summary_and_report(
+    tmp_path: Path,
+) -> None:
+    site = Site(
+        {
+            "/": page('<nav id="nav"></nav><script src="/app.js"></script>', title="home"),
+            "/app.js": links_js("/a"),
+            "/a": html_page("a"),
+        }
+    )
+    state, report = tmp_path / "crawl.db", tmp_path / "report.html"
+    with trio.fail_after(60):
+        async with open_site_server(site) as server:
+            done = await trio.run_process(
+                cli("crawl", "--render", server.url("/"), "--state", str(state), "--delay", "0"),
+                capture_stdout=True,
+                capture_stderr=True,
+            )
+        await trio.run_process(cli("report", str(state), "-o", str(report), "-q"))
+    summary = done.stderr.decode()
+    assert re.search(r"rendered\s+.?\s*2\b", summary), summary
+    assert re.search(r"its requests / refused\s+.?\s*1 / 0\b", summary), summary
+    html = report.read_text()
+    assert "pages rendered" in html and "browser crashes" not in html

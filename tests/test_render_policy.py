@@ -285,6 +285,10 @@ def test_render_settings_are_checked() -> None:
         (["crawl", "https://example.com/", "--render"], "on"),
         (["crawl", "https://example.com/", "--render", "auto"], "auto"),
         (["crawl", "--render=off", "https://example.com/"], "off"),
+        # a bare --render before the URL renders it (argparse would read the URL as the value)
+        (["crawl", "--render", "https://example.com/"], "on"),
+        (["crawl", "--render", "-c", "4", "https://example.com/"], "on"),
+        (["crawl", "--render", "off", "https://example.com/"], "off"),
     ],
 )
 def test_the_render_flag(argv: list[str], render: str | None) -> None:

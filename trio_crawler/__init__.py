@@ -23,6 +23,7 @@ from ._spider import Failure as Failure
 from ._spider import Follow as Follow
 from ._spider import Headers as Headers
 from ._spider import Page as Page
+from ._spider import Rendering as Rendering
 from ._spider import Request as Request
 from ._spider import Retry as Retry
 from ._spider import Spider as Spider
@@ -41,6 +42,7 @@ __all__ = [
     "Follow",
     "Headers",
     "Page",
+    "Rendering",
     "Request",
     "Retry",
     "Settings",

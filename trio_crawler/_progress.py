@@ -183,6 +183,12 @@ def print_summary(
     table.add_row("  retries", f"{stats.retries:,}")
     table.add_row("  redirects", f"{stats.redirects:,}")
     table.add_row("  robots.txt", f"{stats.robots_fetches:,}")
+    if stats.rendered or stats.subrequests or stats.browser_crashes:
+        table.add_row("rendered", f"{stats.rendered:,}")
+        table.add_row("  cut at the timeout", f"{stats.rendered_cut:,}")
+        asked = f"{stats.subrequests:,} / {stats.subrequests_refused:,}"
+        table.add_row("  its requests / refused", asked)
+        table.add_row("  browser crashes", f"{stats.browser_crashes:,}")
     table.add_row("items", f"{stats.items:,}")
     table.add_row("bytes", _size(stats.bytes))
     table.add_row("links found / queued", f"{stats.links_found:,} / {stats.links_queued:,}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -29,6 +30,12 @@ MAX_TOP = 10_000
 
 
 class Parser(argparse.ArgumentParser):
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = sys.argv[1:] if args is None else args
+        return super().parse_known_args(spell_bare_flags(words), namespace)
+
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"trio-crawler: error: {message}\n")
 
@@ -107,6 +114,27 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 *m.flags, dest=option.name, metavar=m.metavar, help=_help(option), **extra
             )
+
+
+def spell_bare_flags(argv: Sequence[str]) -> list[str]:
+    """``argv`` with each flag whose value is optional (``--render [on|off|auto]``) spelled
+    ``--render=on`` when the word after it is not one of its values: ``crawl --render URL``
+    renders URL instead of reading URL as the flag's value (argparse would)."""
+    optional = {
+        flag: (option.choices, option.meaning.const)
+        for option in setting_options()
+        if option.choices and option.meaning.const is not None
+        for flag in option.meaning.flags
+    }
+    out: list[str] = []
+    for i, word in enumerate(argv):
+        found = optional.get(word)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if found is not None and (following is None or following not in found[0]):
+            out.append(f"{word}={found[1]}")
+        else:
+            out.append(word)
+    return out
 
 
 def settings_from(

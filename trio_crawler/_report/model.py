@@ -2,7 +2,8 @@
 facts a store keeps beyond the records (the link graph, out-of-scope links, meta robots:
 :mod:`trio_crawler._graph`, re-exported here).
 
-Nothing here reads a file or a socket: a source (:mod:`trio_crawler._report.sources`) fills these in.
+Nothing here reads a file or a socket: a source (:mod:`trio_crawler._report.sources`) fills
+these in.
 """
 
 from __future__ import annotations

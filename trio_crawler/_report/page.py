@@ -30,6 +30,10 @@ URL_CHARS = 140
 TITLE_CHARS = 120
 #: Referrer links listed in the whole broken-link table; beyond it only counts (file size).
 REFERRER_LINKS = 4000
+#: Statistics shown only when the crawl rendered (zero in every crawl that did not).
+_RENDER_FIGURES = frozenset(
+    ("rendered", "rendered_cut", "subrequests", "subrequests_refused", "browser_crashes")
+)
 
 Cell = tuple[Markup | str, float | str | None]  # (content, sort value; None: sort by text)
 
@@ -230,9 +234,15 @@ def _summary(report: Report) -> Markup:
         ("links_queued", "links queued"),
         ("items", "items"),
         ("queued", "left in the queue"),
+        ("rendered", "pages rendered"),
+        ("rendered_cut", "renders cut at the timeout"),
+        ("subrequests", "requests of rendered pages"),
+        ("subrequests_refused", "requests of rendered pages refused"),
+        ("browser_crashes", "browser crashes"),
     ):
         value = stats.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        rendering = key in _RENDER_FIGURES
+        if isinstance(value, int) and not isinstance(value, bool) and (value or not rendering):
             figures.append((label, f"{value:,}"))
     dropped = stats.get("dropped")
     if isinstance(dropped, dict):
