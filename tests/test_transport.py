@@ -223,6 +223,9 @@ def open_socks5_proxy(names: dict[str, str] | None = None) -> Any:
 
 
 class TlsSiteServer(SiteServer):
+    #: one per handshake that succeeded: whether it resumed an earlier session
+    resumed: list[bool]
+
     @property
     def origin(self) -> str:
         return f"https://{self.host}:{self.port}"
@@ -233,6 +236,7 @@ async def open_tls_site(site: Site, context: ssl.SSLContext) -> AsyncIterator[Tl
     """``site`` served over TLS on 127.0.0.1 (the test site server's HTTP, in an SSLStream)."""
     async with trio.open_nursery() as nursery:
         server = TlsSiteServer(site, "127.0.0.1", 0)
+        server.resumed = []
 
         async def handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
             try:
@@ -245,6 +249,7 @@ async def open_tls_site(site: Site, context: ssl.SSLContext) -> AsyncIterator[Tl
                     await stream.transport_stream.send_all(pending)
                 await stream.transport_stream.aclose()
                 return
+            server.resumed.append(bool(stream.session_reused))
             await handle_http_connection(server, stream)  # type: ignore[arg-type]
 
         serve = functools.partial(
@@ -534,6 +539,20 @@ async def test_tls_verification(pki: Pki) -> None:
         assert (await fetch(loopback_settings(site, verify_tls=False), url)).status == 200
         stats = await crawl_site(url, loopback_settings(site, ca_bundle=pki.ca_pem))
         assert (stats.pages_ok, stats.failures) == (2, {})
+
+
+async def test_a_new_connection_resumes_the_origins_tls_session(pki: Pki) -> None:
+    # no idle connection is kept: every fetch is a new connection, and a new handshake
+    async with open_tls_site(linked_site("/a", "/b"), pki.server) as site:
+        settings = loopback_settings(site, ca_bundle=pki.ca_pem, keepalive_connections=0)
+        with trio.fail_after(LIMIT):
+            async with Fetcher(settings) as fetcher:
+                for path in ("/", "/a", "/b"):
+                    assert (await fetcher.fetch(site.url(path))).status == 200
+        assert site.resumed == [False, True, True]
+        # another crawl (another context) starts afresh
+        assert (await fetch(settings, site.url("/"))).status == 200
+        assert site.resumed[-1] is False
 
 
 async def test_client_certificate(pki: Pki) -> None:

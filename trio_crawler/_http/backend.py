@@ -23,6 +23,7 @@ import trio
 
 from .dns import Resolver
 from .guard import AddressGuard, address_key
+from .tls import resuming
 
 
 class Forbidden(Exception):
@@ -57,10 +58,13 @@ async def start_tls(
     ssl_context: ssl.SSLContext,
     server_hostname: str,
     timeout: float | None,  # noqa: ASYNC109  (the connect timeout)
+    session: ssl.SSLSession | None = None,
 ) -> httpcore.AsyncNetworkStream:
-    """TLS over ``stream`` (closed on failure); a failed handshake is :class:`TlsFailed`."""
+    """TLS over ``stream`` (closed on failure), offering ``session`` to resume; a failed
+    handshake is :class:`TlsFailed`."""
+    context = resuming(ssl_context, session)
     try:
-        return await stream.start_tls(ssl_context, server_hostname=server_hostname, timeout=timeout)
+        return await stream.start_tls(context, server_hostname=server_hostname, timeout=timeout)
     except httpcore.ConnectError as exc:
         with trio.CancelScope(shield=True):
             await close_quietly(stream)

@@ -1,11 +1,18 @@
-"""TLS: the crawl's client context, made once from the settings."""
+"""TLS: the crawl's client context, made once from the settings, and the sessions it resumes.
+
+A new connection to an origin that was connected before offers that origin's last session
+(:class:`TlsSessions`): the server may then skip the certificate exchange and its signature,
+and the client the chain's verification. What is resumed was verified for the same name by
+the same context; a server that declines starts a full handshake, as without a session.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import ssl
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
+from typing import Any, cast
 
 import httpx
 
@@ -41,3 +48,65 @@ def _settings_error(name: str, path: str) -> Iterator[None]:
         reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
         reason = " ".join(str(reason).split())
         raise SettingsError(f"cannot load {name} {path!r}: {reason}") from None
+
+
+#: Sessions kept, one per origin (most recently used): a few kilobytes each.
+TLS_SESSIONS = 4096
+
+
+class TlsSessions:
+    """The last TLS session of each origin (a key: its route), to resume on its next
+    connection; at most ``limit``, the least recently kept dropped first."""
+
+    def __init__(self, limit: int = TLS_SESSIONS) -> None:
+        self._limit = limit
+        self._sessions: dict[Hashable, ssl.SSLSession] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: Hashable) -> ssl.SSLSession | None:
+        return self._sessions.get(key)
+
+    def keep(self, key: Hashable, ssl_object: Any) -> None:
+        """Keep the session of ``ssl_object`` (an ``ssl.SSLObject``; anything else is
+        ignored) for ``key``. Called once a response's head was read, when a TLS 1.3 server's
+        tickets have arrived."""
+        session = getattr(ssl_object, "session", None)
+        if not isinstance(session, ssl.SSLSession) or self._limit <= 0:
+            return
+        sessions = self._sessions
+        if sessions.pop(key, None) is None and len(sessions) >= self._limit:
+            del sessions[next(iter(sessions))]
+        sessions[key] = session
+
+
+class _Resuming:
+    """The crawl's context for one handshake, offering ``session`` (Trio's ``SSLStream`` asks
+    its context only for ``wrap_bio``; anything else is the context's)."""
+
+    def __init__(self, context: ssl.SSLContext, session: ssl.SSLSession) -> None:
+        self._context = context
+        self._session = session
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return self._context.wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session=session or self._session
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def resuming(context: ssl.SSLContext, session: ssl.SSLSession | None) -> ssl.SSLContext:
+    """``context``, offering ``session`` on the handshake it is used for (if any)."""
+    if session is None:
+        return context
+    return cast(ssl.SSLContext, _Resuming(context, session))

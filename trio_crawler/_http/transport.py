@@ -27,6 +27,7 @@ from .dns import Resolver
 from .guard import AddressGuard
 from .http11 import PACE
 from .proxy import ProxyRoutes, ProxyTarget, open_connect_tunnel, open_socks5_tunnel
+from .tls import TlsSessions
 
 
 class Target(NamedTuple):
@@ -96,6 +97,7 @@ class GuardedTransport:
         self._proxies = {t.key: t for t in routes.targets()} if routes is not None else {}
         self._capture_ip = capture_ip
         self._backend = GuardedBackend(guard, resolver)
+        self.tls_sessions = TlsSessions()
         self._proxy_backends: dict[str, GuardedBackend] = {}
         self.connections = Connections(
             self._open_stream, max_idle=max_idle, keepalive_expiry=keepalive_expiry
@@ -141,6 +143,10 @@ class GuardedTransport:
             extensions=extensions,
         )
         resp = await self.connections.exchange(route, req)
+        if target.scheme == "https":
+            stream = resp.extensions.get("network_stream")
+            if stream is not None:
+                self.tls_sessions.keep(route, stream.get_extra_info("ssl_object"))
         if self._capture_ip and proxy is None:
             resp.extensions = {**resp.extensions, "server_ip": _peer_ip(resp.extensions)}
         return resp
@@ -173,7 +179,8 @@ class GuardedTransport:
                 raise
         if route.scheme != "https":
             return stream
-        return await start_tls(stream, self._ssl_context, route.host, timeout)
+        session = self.tls_sessions.get(route)
+        return await start_tls(stream, self._ssl_context, route.host, timeout, session)
 
     def _proxy_backend(self, proxy: ProxyTarget) -> GuardedBackend:
         backend = self._proxy_backends.get(proxy.key)
