@@ -59,3 +59,30 @@ def test_partitions_serve_their_own_hosts_and_share_only_undelayed_ones() -> Non
     owner = eager.host("http://one.test:80").part
     assert len(eager.claim(0.0, 1, owner)) == 1
     assert len(eager.claim(0.0, 1, 1 - owner)) == 1  # not its own, but no delay: shared
+
+
+def test_a_started_host_goes_ahead_of_new_ones_for_a_while() -> None:
+    """A broad crawl finds hosts faster than it serves them: a host already started is served
+    before new hosts that became ready up to ``warm_lead`` seconds before it (its keep-alive
+    connection is still open), and no longer than that."""
+    frontier: Frontier[int] = Frontier(per_host_concurrency=1, per_host_delay=1.0, warm_lead=30.0)
+    a = "http://a.test:80"
+    for i in range(4):
+        frontier.push(a, i)
+    assert frontier.claim(0.0, 1) == [(a, 0)]
+    frontier.release(a)
+    for i in range(50):
+        frontier.push(f"http://n{i}.test:80", 100 + i)
+    # a is not ready before 1.0: a new host is served meanwhile, in the order they came
+    assert frontier.claim(0.5, 1) == [("http://n0.test:80", 100)]
+    # at 1.0 the 49 others have waited since 0.5, yet a goes first
+    assert frontier.claim(1.0, 1) == [(a, 1)]
+    frontier.release(a)
+    assert frontier.claim(2.0, 2) == [(a, 2), ("http://n1.test:80", 101)]
+    frontier.release(a)
+    # a new host met at 0.5 waits at most 30 s more: a host ready at 31.0 comes after it
+    frontier.pause(a, 31.0)
+    claimed = frontier.claim(35.0, 100)
+    assert claimed[:-1] == [(f"http://n{i}.test:80", 100 + i) for i in range(2, 50)]
+    assert claimed[-1] == (a, 3)
+    assert frontier.next_ready_time() is None

@@ -30,7 +30,9 @@ import trio.testing
 from timing import gaps, watch_lag
 
 from trio_crawler import CrawlStats, Page, Settings, Spider, open_crawler
+from trio_crawler._crawl import politeness
 from trio_crawler._http import Resolver
+from trio_crawler._store import MemoryStore
 from trio_crawler.spiders.generic import GenericSpider, PageRecord
 from trio_crawler.testing import (
     RecordedRequest,
@@ -1362,3 +1364,30 @@ async def test_robots_txt_is_fetched_once_per_host_however_many_hosts(
     for server in servers:
         assert server.count("/robots.txt") == 1
         assert len(page_targets(server)) == 6  # / and one page from each host
+
+
+async def test_send_times_stay_spaced_when_the_pace_map_is_pruned_meanwhile(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last send time of each host is pruned once the map is large (a crawl of many
+    thousands of hosts): a request waiting for its host's delay while that happens still
+    records its send, so the host's next request waits for it."""
+    monkeypatch.setattr(politeness, "_MAX_SENT", 2)
+    settings = Settings(per_host_delay=0.25)
+    pacing = politeness.Politeness(settings, MemoryStore(), Resolver())
+    sent: list[float] = []
+
+    async def send(key: str, at: float) -> None:
+        await trio.sleep_until(at)
+        await pacing.pacer(key)()
+        if key == "a":
+            sent.append(trio.current_time())
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send, "a", start)  # sent at once
+        nursery.start_soon(send, "a", start + 0.1)  # waits until 0.25
+        for i, host in enumerate("bcd"):  # the map outgrows its bound: pruned at 0.2
+            nursery.start_soon(send, host, start + 0.2 + i * 1e-3)
+        nursery.start_soon(send, "a", start + 0.3)  # must wait until 0.5
+    assert min(gaps(sent)) >= 0.25 - 1e-9, [t - start for t in sent]

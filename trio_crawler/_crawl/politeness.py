@@ -83,13 +83,14 @@ class Politeness:
             if paced:
                 return  # the same request sent again (a stale keep-alive connection)
             paced = True
-            last = self._last_sent
+            # read self._last_sent after every wait: a prune meanwhile replaces the map
             while True:
                 now = trio.current_time()
-                ready = last.get(key, -math.inf) + self._current_delay(key)
+                ready = self._last_sent.get(key, -math.inf) + self._current_delay(key)
                 if now >= ready:
                     break
                 await trio.sleep_until(ready)
+            last = self._last_sent
             last[key] = now
             if len(last) > _MAX_SENT and now >= self._next_prune:
                 self._prune(now)
