@@ -10,8 +10,8 @@ and how many handshakes the server saw resumed.
     .venv/bin/python scripts/bench_tls.py --requests 1000 --rounds 3
 
 Measured on the 2-core machine (TLS 1.3, a 2048-bit RSA certificate from trustme), client CPU
-per new connection, resuming / not, round by round: 2,370 / 2,102, 1,912 / 2,524,
-1,997 / 2,563 us (medians 1,997 / 2,524: a fifth less); 1,000 of 1,000 handshakes resumed.
+per new connection, resuming / not, round by round: 1,712 / 1,849, 1,671 / 1,834,
+1,630 / 2,113 us (medians 1,671 / 1,849: a tenth less); 1,000 of 1,000 handshakes resumed.
 The rest of the cost is the key exchange, which a resumed TLS 1.3 handshake still does, and
 Python's and Trio's share of a connection.
 """
