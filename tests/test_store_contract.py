@@ -129,6 +129,23 @@ async def test_claim_holds_per_host_delay_and_pauses(location: tuple[str, str | 
             assert [c.host for c in claims] == ["http://c.test:80"]
 
 
+async def test_a_started_host_goes_ahead_of_new_ones(location: tuple[str, str | None]) -> None:
+    """A broad crawl finishes hosts while their connections are open: a host already started
+    is served before new hosts that became ready meanwhile (for up to a few minutes)."""
+    settings = Settings(per_host_concurrency=1, per_host_delay=0)
+    with trio.fail_after(LIMIT):
+        async with opened(location, settings) as (store, _):
+            await store.add([new(f"http://a.test/{i}", i) for i in range(3)])
+            [first] = await store.claim(trio.current_time(), 1)
+            assert first.host == "http://a.test:80"
+            hosts = [f"http://n{i}.test:80" for i in range(5)]
+            await store.add([new(f"{h[:-3]}/", 100 + i, host=h) for i, h in enumerate(hosts)])
+            await store.complete(first, [], [])
+            await store.flush()
+            claims = await store.claim(trio.current_time(), 1)
+            assert [c.host for c in claims] == ["http://a.test:80"]
+
+
 async def test_retry_waits_and_keeps_the_count(location: tuple[str, str | None]) -> None:
     settings = Settings(per_host_delay=0)
     with trio.fail_after(LIMIT):

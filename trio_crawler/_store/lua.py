@@ -13,7 +13,12 @@ Keys (``P`` is ``tc:{CRAWL_ID}:``; the hash tag keeps a crawl's keys in one clus
                     zset of the host's non-empty priorities (score -p)
     P.h:queued / P.h:flight / P.h:next / P.h:delay / P.h:admitted
                     hashes host -> queued count, leases held, next allowed start, delay, budget
-    P.ready         zset host -> time it may start a request (only hosts with work and a slot)
+    P.ready         zset host -> time it may start a request (only hosts with work and a slot
+                    that were started before: they have an h:next)
+    P.fresh         zset host -> time it became ready, for hosts with work and a slot never
+                    started. A claim serves new hosts that have waited WARM_LEAD seconds, then
+                    started hosts, then the other new ones (the frontier's rule: a broad crawl
+                    finishes hosts while their connections are open)
     P.delayed       zset "<token>\\n<host>\\n<p>\\n<entry>" -> time (retries)
     P.leases        zset token -> expiry;  P.lease: hash token -> "<host>\\n<p>\\n<entry>"
     P.items         stream of records (field d: the record's JSON)
@@ -49,6 +54,7 @@ local DFS = C[4] == '1'
 local LEASE = tonumber(C[5] or '30') or 30
 local T0 = tonumber(C[6] or '0') or 0
 local LOAD = 160
+local WARM_LEAD = 300
 
 local function clock()
   local t = redis.call('TIME')
@@ -107,10 +113,21 @@ local function schedule(host)
   local q = hnum('h:queued', host, 0)
   local f = hnum('h:flight', host, 0)
   if q > 0 and f < CONC then
-    redis.call('ZADD', P .. 'ready', hnum('h:next', host, 0), host)
+    local nx = redis.call('HGET', P .. 'h:next', host)
+    if nx then
+      redis.call('ZADD', P .. 'ready', tonumber(nx), host)  -- (out of fresh: see started())
+    else
+      redis.call('ZADD', P .. 'fresh', 'NX', clock(), host)
+    end
   else
     redis.call('ZREM', P .. 'ready', host)
+    redis.call('ZREM', P .. 'fresh', host)
   end
+end
+
+-- a host gets its first h:next (its first claim, or a pause): no longer a new host
+local function started(host)
+  redis.call('ZREM', P .. 'fresh', host)
 end
 
 local function release(host)
@@ -162,7 +179,7 @@ end
 
 local function next_ready()
   local best = -1
-  for _, k in ipairs({'ready', 'delayed', 'leases'}) do
+  for _, k in ipairs({'ready', 'fresh', 'delayed', 'leases'}) do
     local r = redis.call('ZRANGE', P .. k, 0, 0, 'WITHSCORES')
     if r[2] then
       local t = tonumber(r[2])
@@ -317,7 +334,7 @@ local function status(now, out)
   out.count = count
   out.queued = num(redis.call('GET', P .. 'queued'), 0)
   out.ready = next_ready()
-  out.hosts = redis.call('ZCARD', P .. 'ready')
+  out.hosts = redis.call('ZCARD', P .. 'ready') + redis.call('ZCARD', P .. 'fresh')
   out.scope = redis.call('LLEN', P .. 'scope')
   if OVER > 0 then out.over = OVER end
   return out
@@ -378,6 +395,7 @@ for i, op in ipairs(payload.o) do
     local nx = hnum('h:next', op.h, 0)
     if now + op.w > nx then
       redis.call('HSET', P .. 'h:next', op.h, now + op.w)
+      if nx == 0 then started(op.h) end
       schedule(op.h)
     end
   elseif op.k == 'd' then
@@ -401,11 +419,22 @@ if limit + extra > 0 then
   sweep(now, 100)
   promote(now, 100)
   local seq = payload.q
-  local hosts = redis.call('ZRANGEBYSCORE', P .. 'ready', '-inf', now, 'LIMIT', 0, limit + extra)
+  -- new hosts that waited WARM_LEAD seconds, then started hosts, then the other new ones
+  local want = limit + extra
+  local hosts = redis.call('ZRANGEBYSCORE', P .. 'fresh', '-inf', now - WARM_LEAD, 'LIMIT', 0, want)
+  local function more(key, low)
+    if #hosts < want then
+      local found = redis.call('ZRANGEBYSCORE', P .. key, low, now, 'LIMIT', 0, want - #hosts)
+      for _, host in ipairs(found) do hosts[#hosts + 1] = host end
+    end
+  end
+  more('ready', '-inf')
+  more('fresh', '(' .. (now - WARM_LEAD))
   for _, host in ipairs(hosts) do
     local d = hnum('h:delay', host, DELAY)
     local f = hnum('h:flight', host, 0)
-    local nx = hnum('h:next', host, 0)
+    local was = redis.call('HGET', P .. 'h:next', host)
+    local nx = num(was, 0)
     local took = 0
     -- beyond the fetchers free now, only hosts without a delay (a request that starts a
     -- little late cannot come closer to the next one than the delay)
@@ -426,6 +455,7 @@ if limit + extra > 0 then
     if took > 0 then
       redis.call('HSET', P .. 'h:flight', host, f)
       redis.call('HSET', P .. 'h:next', host, nx)
+      if not was then started(host) end
     end
     schedule(host)
   end
@@ -465,7 +495,8 @@ if redis.call('ZCARD', P .. 'leases') == 0 then
     local queued = redis.call('HKEYS', P .. 'h:queued')
     for _, host in ipairs(queued) do schedule(host) end
   end
-  if redis.call('ZCARD', P .. 'ready') == 0 and redis.call('ZCARD', P .. 'delayed') == 0
+  if redis.call('ZCARD', P .. 'ready') == 0 and redis.call('ZCARD', P .. 'fresh') == 0
+    and redis.call('ZCARD', P .. 'delayed') == 0
     and redis.call('EXISTS', P .. 'h:queued') == 0
     and num(redis.call('GET', P .. 'count'), 0) ~= 0 then
     redis.call('SET', P .. 'count', 0)
