@@ -191,9 +191,13 @@ class Frontier(Generic[T]):
             when, seq, key, version = heapq.heappop(waiting)
             state = hosts[key]
             if state.version == version:
-                rank = when if state.claimed else now + self._warm_lead
-                heapq.heappush(ready, (rank, seq, key, version, when))
+                heapq.heappush(ready, (self._rank(state, when, now), seq, key, version, when))
         return ready
+
+    def _rank(self, state: HostState[T], when: float, now: float) -> float:
+        """A ready host's place in line: a started host by its time, a new one ``warm_lead``
+        seconds after ``now`` (the claim that found it ready)."""
+        return when if state.claimed else now + self._warm_lead
 
     def _claim_from(
         self,
@@ -278,8 +282,7 @@ class Frontier(Generic[T]):
         state.scheduled = True
         when = state.next_allowed
         if now is not None and when <= now:
-            rank = when if state.claimed else now + self._warm_lead
-            entry = (rank, next(self._seq), state.key, state.version, when)
+            entry = (self._rank(state, when, now), next(self._seq), state.key, state.version, when)
             heapq.heappush(self._ready[state.part], entry)
         else:
             heapq.heappush(

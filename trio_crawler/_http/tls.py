@@ -61,7 +61,9 @@ class TlsSessions:
     def __init__(self, limit: int = TLS_SESSIONS) -> None:
         self._limit = limit
         self._sessions: dict[Hashable, ssl.SSLSession] = {}
-        self._taken: dict[Hashable, int] = {}  # the id of the connection each was taken from
+        # the id() of the SSL object each was read from: read once per connection (an id
+        # reused by a later connection only delays that origin's next session, never harms)
+        self._taken: dict[Hashable, int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
