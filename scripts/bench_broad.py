@@ -23,7 +23,8 @@ What it does:
    server instead (``bench_broad_dns``), seen only by the crawlers, which run in a private mount
    namespace whose /etc/resolv.conf names it (the machine's resolver is never changed);
 4. the server (``bench_broad_server``): a few asyncio worker processes on one port (uvloop,
-   SO_REUSEPORT), answering each request after its injected latency and logging every arrival;
+   SO_REUSEPORT), answering each request after its injected latency and logging every arrival
+   at the time the kernel received it (SO_TIMESTAMPNS);
 5. the runs: ``trio-crawler crawl SEEDS --scope any --allow-private -c N`` with the default
    politeness (2 requests in flight per host, 0.25 s between two starts, robots.txt obeyed) and,
    with ``--vs scrapy``, Scrapy with its documented broad-crawl settings
@@ -589,6 +590,11 @@ def print_notes(runs: Sequence[Run]) -> None:
             notes.append(f"{v.other_fetches} requests for paths outside the site (404)")
         if v.unanswered:
             notes.append(f"{v.unanswered} requests unanswered (connection closed first)")
+        if v.unstamped:
+            notes.append(
+                f"{v.unstamped} reads without the kernel's receive time (stamped when read: "
+                "their gaps may be shorter than sent)"
+            )
         if run.other_cpu > 0.1 * run.measured.wall:
             notes.append(
                 f"the machine was busy with other work ({run.other_cpu:.1f} CPU s over "

@@ -49,6 +49,7 @@ class ServerView:
     late_max: float
     bad_requests: int
     wrong_address: int
+    unstamped: int = 0  # reads the kernel gave no receive time (stamped when read instead)
 
     @property
     def per_connection(self) -> float:
@@ -160,6 +161,7 @@ def analyse(
         late_max=late[-1] if late else 0.0,
         bad_requests=counters.get("bad_requests", 0),
         wrong_address=counters.get("wrong_address", 0),
+        unstamped=counters.get("unstamped", 0),
     )
 
 

@@ -13,9 +13,10 @@ address the connection was made to. Each request is answered ``Site.delay(host, 
 after its head arrived, in order on its connection, with a keep-alive HTTP/1.1 response (the
 server never closes a connection first, so requests per connection measure the client).
 
-The log keeps, per request, the arrival time, the time the response was written (both
-``time.monotonic()``, shared by the processes of the machine), the connection id, the host and
-the page code; per connection its open and close times. Commands on stdin, one per line:
+The log keeps, per request, the arrival time (when the kernel received it: ``SO_TIMESTAMPNS``
+on every read, see :class:`Connection`), the time the response was written (both on the
+``time.monotonic()`` clock, shared by the processes of the machine), the connection id, the
+host and the page code; per connection its open and close times. Commands on stdin, one per line:
 ``dump PATH`` writes the log to PATH (:func:`read_log`'s format), clears it and answers
 ``ok REQUESTS CONNECTIONS`` on stdout; ``quit`` (or the end of stdin) stops the worker.
 """
@@ -25,12 +26,14 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import contextlib
 import json
 import os
 import resource
 import signal
 import socket
 import ssl
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -64,6 +67,7 @@ class Log:
         self.bad_requests = 0  # unparseable, or a Host that is not one of the site's
         self.wrong_address = 0  # Host header of another host than the address dialled
         self.foreign_peers = 0
+        self.unstamped = 0  # reads without the kernel's receive time (stamped when read)
 
     def dump(self, path: Path) -> tuple[int, int]:
         a = self.arrays
@@ -72,6 +76,7 @@ class Log:
             "bad_requests": self.bad_requests,
             "wrong_address": self.wrong_address,
             "foreign_peers": self.foreign_peers,
+            "unstamped": self.unstamped,
         }
         with open(path, "wb") as f:
             blob = json.dumps(header).encode()
@@ -116,9 +121,6 @@ class Server:
         self.next_conn = 0
         self.loop = asyncio.get_running_loop()
 
-    def protocol(self) -> Connection:
-        return Connection(self)
-
     def response(self, host: int, code: int) -> bytes:
         if code >= 0:
             body = self.site.body(host, code, self.filler)
@@ -142,48 +144,126 @@ class Server:
         )
 
 
-class Connection(asyncio.Protocol):
+#: ``SO_TIMESTAMPNS`` (Linux; the socket module does not name it): every read carries the time
+#: the kernel received its last packet, whenever this process gets to read it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("qq")
+_READ = 256 * 1024
+
+
+def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive time in a ``recvmsg`` answer, on the ``time.monotonic()`` clock."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec + nsec * 1e-9 - (time.time() - time.monotonic())
+    return None
+
+
+class Connection:
+    """One accepted connection, read with ``recvmsg`` so that every request is stamped with
+    the moment the kernel received it, not the moment this process got to it: a server loop
+    held up (by TLS handshakes, by a busy machine) would otherwise stamp a request late and the
+    next one on time, and report two requests closer than they were sent. TLS runs over memory
+    BIOs on the same reads."""
+
     __slots__ = (
         "address_host",
         "buf",
         "close_after",
+        "closed",
+        "fd",
+        "handshaken",
         "id",
+        "inbio",
         "index",
+        "out",
+        "outbio",
         "pending",
         "server",
+        "sock",
         "timer",
-        "transport",
+        "tls",
+        "writing",
     )
 
-    def __init__(self, server: Server) -> None:
+    def __init__(
+        self, server: Server, sock: socket.socket, ctx: ssl.SSLContext | None, address_host: int
+    ) -> None:
         self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
         self.buf = b""
+        self.out = bytearray()  # bytes for the socket that it did not take yet
+        self.writing = False
+        self.closed = False
         self.pending: list[tuple[int, int, int, float]] = []  # (log index, host, page, due)
         self.timer: asyncio.TimerHandle | None = None
-        self.transport: asyncio.Transport | None = None
         self.close_after = False
-        self.id = -1
-        self.index = -1
-        self.address_host = -1
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        srv = self.server
-        peer = transport.get_extra_info("peername")
-        if not peer or not str(peer[0]).startswith("127."):
-            srv.log.foreign_peers += 1
-            transport.abort()
-            return
-        sock = transport.get_extra_info("sockname")
-        self.address_host = _address_host(str(sock[0])) if sock else -1
-        self.id = srv.next_conn * srv.workers + srv.worker
-        srv.next_conn += 1
-        log = srv.log.arrays
+        self.address_host = address_host
+        self.tls: ssl.SSLObject | None = None
+        self.handshaken = True
+        if ctx is not None:
+            self.inbio, self.outbio = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.tls = ctx.wrap_bio(self.inbio, self.outbio, server_side=True)
+            self.handshaken = False
+        self.id = server.next_conn * server.workers + server.worker
+        server.next_conn += 1
+        log = server.log.arrays
         self.index = len(log["conn_open"])
         log["conn_open"].append(time.monotonic())
         log["conn_close"].append(NAN)
+        server.loop.add_reader(self.fd, self._readable)
 
-    def data_received(self, data: bytes) -> None:
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _flags, _addr = self.sock.recvmsg(_READ, 256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self.close()  # the client is done
+            return
+        stamp = _kernel_stamp(ancillary)
+        if stamp is None:
+            self.server.log.unstamped += 1
+            stamp = time.monotonic()
+        if self.tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
+        self._received(data, stamp)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        tls = self.tls
+        assert tls is not None
+        self.inbio.write(data)
+        try:
+            if not self.handshaken:
+                tls.do_handshake()
+                self.handshaken = True
+            plain = b""
+            while True:
+                chunk = tls.read(_READ)
+                if not chunk:
+                    self.close()  # close_notify
+                    return b""
+                plain += chunk
+        except ssl.SSLWantReadError:
+            self._flush_tls()
+            return plain if self.handshaken else b""
+        except (ssl.SSLError, OSError):
+            self.close()
+            return b""
+
+    def _flush_tls(self) -> None:
+        data = self.outbio.read()
+        if data:
+            self._send(data)
+
+    def _received(self, data: bytes, stamp: float) -> None:
         buf = self.buf + data if self.buf else data
         while True:
             end = buf.find(b"\r\n\r\n")
@@ -195,11 +275,10 @@ class Connection(asyncio.Protocol):
                 return
             head = buf[:end]
             buf = buf[end + 4 :]
-            if not self._request(head):
+            if not self._request(head, stamp):
                 return
 
-    def _request(self, head: bytes) -> bool:
-        now = time.monotonic()
+    def _request(self, head: bytes, now: float) -> bool:
         srv = self.server
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
@@ -241,36 +320,99 @@ class Connection(asyncio.Protocol):
 
     def _answer(self) -> None:
         self.timer = None
-        transport = self.transport
-        if transport is None or transport.is_closing():
+        if self.closed:
             return
         index, host, code, _ = self.pending.pop(0)
-        transport.write(self.server.response(host, code))
+        self._write(self.server.response(host, code))
         self.server.log.arrays["done"][index] = time.monotonic()
         if self.pending:
             self._schedule()
         elif self.close_after:
-            transport.close()
+            self.close()
+
+    def _write(self, data: bytes) -> None:
+        if self.tls is None:
+            self._send(data)
+            return
+        try:
+            self.tls.write(data)
+        except (ssl.SSLError, OSError):
+            self.close()
+            return
+        self._flush_tls()
+
+    def _send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.out:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self.out += data
+        if not self.writing:
+            self.writing = True
+            self.server.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        del self.out[:sent]
+        if not self.out:
+            self.writing = False
+            self.server.loop.remove_writer(self.fd)
 
     def _bad(self) -> None:
         self.server.log.bad_requests += 1
-        if self.transport is not None:
-            self.transport.write(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            )
-            self.transport.close()
+        self._write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        self.close()
 
-    def eof_received(self) -> bool:
-        return False  # the client is done: close
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.server.loop
+        loop.remove_reader(self.fd)
+        if self.writing:
+            loop.remove_writer(self.fd)
+        if self.out:
+            with contextlib.suppress(OSError):  # the last bytes, as far as the socket takes them
+                self.sock.send(self.out)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         self.pending.clear()
-        if self.index >= 0:
-            self.server.log.arrays["conn_close"][self.index] = time.monotonic()
-        self.transport = None
+        self.server.log.arrays["conn_close"][self.index] = time.monotonic()
+        self.sock.close()
+
+
+def _accept(server: Server, listener: socket.socket, ctx: ssl.SSLContext | None) -> None:
+    """Take the connections waiting (a batch at a time, so reads are not held up)."""
+    for _ in range(64):
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # out of descriptors, say: the client sees a refused or reset connection
+        if not str(peer[0]).startswith("127."):
+            server.log.foreign_peers += 1
+            sock.close()
+            continue
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        Connection(server, sock, ctx, _address_host(sock.getsockname()[0]))
 
 
 def _listener(port: int) -> socket.socket:
@@ -295,9 +437,9 @@ async def serve(args: argparse.Namespace) -> None:
     server = Server(site, args.worker, args.workers)
     ctx = _tls_context(*args.tls) if args.tls else None
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        server.protocol, sock=_listener(args.port), ssl=ctx, backlog=4096
-    )
+    listener = _listener(args.port)
+    listener.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # accepted sockets inherit it
+    loop.add_reader(listener.fileno(), _accept, server, listener, ctx)
     done = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: done.done() or done.set_result(None))
@@ -318,6 +460,7 @@ async def serve(args: argparse.Namespace) -> None:
 
     task = asyncio.ensure_future(commands())
     await asyncio.wait([task, done], return_when=asyncio.FIRST_COMPLETED)
+    loop.remove_reader(listener.fileno())
     listener.close()
 
 

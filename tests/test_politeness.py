@@ -1391,3 +1391,26 @@ async def test_send_times_stay_spaced_when_the_pace_map_is_pruned_meanwhile(
             nursery.start_soon(send, host, start + 0.2 + i * 1e-3)
         nursery.start_soon(send, "a", start + 0.3)  # must wait until 0.5
     assert min(gaps(sent)) >= 0.25 - 1e-9, [t - start for t in sent]
+
+
+async def test_a_hosts_next_request_is_spaced_from_when_the_last_write_returned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A write may yield before its bytes leave (a TLS stream takes a lock): the host's next
+    request waits the delay from when that write returned, not from the end of the wait."""
+    settings = Settings(per_host_delay=0.25)
+    pacing = politeness.Politeness(settings, MemoryStore(), Resolver())
+    start = trio.current_time()
+    first = pacing.pacer("a")
+    await first()
+    assert trio.current_time() == start
+    await trio.sleep(0.04)  # the write is held up
+    first.sent()
+    second = pacing.pacer("a")
+    await second()
+    assert trio.current_time() - start >= 0.29 - 1e-9
+    second.sent()
+    third = pacing.pacer("b")  # another host is not held up
+    before = trio.current_time()
+    await third()
+    assert trio.current_time() == before

@@ -24,8 +24,10 @@ through the gate and the fetcher, and reaches the host when its connection is re
 connection (DNS, TCP, TLS) sends later than a reused one, so two requests claimed a delay
 apart could reach the host closer than that. :meth:`Politeness.pacer` gives each request a
 ``pace`` the HTTP layer awaits right before it writes the request: it waits until the host's
-delay has passed since the last request this process sent it. (Across the processes and
-workers of one crawl, requests stay spaced by their claims.)
+delay has passed since the last request this process sent it, counted from when that
+request's write returned (a TLS write may yield to other tasks before its bytes leave: a
+busy crawl held them up to 40 ms, and the server saw two requests 210 ms apart). Across the
+processes and workers of one crawl, requests stay spaced by their claims.
 """
 
 from __future__ import annotations
@@ -52,6 +54,37 @@ _MAX_IP_KEYS = 100_000
 _MAX_SENT = 10_000
 
 
+class _Pace:
+    """One request's pace (see :meth:`Politeness.pacer`). The wait records its end as the
+    host's last send at once, so that a second request to the host waiting meanwhile is
+    spaced from it; ``sent()`` moves that to when the write returned."""
+
+    __slots__ = ("_key", "_paced", "_politeness")
+
+    def __init__(self, politeness: Politeness, key: str) -> None:
+        self._politeness = politeness
+        self._key = key
+        self._paced = False
+
+    async def __call__(self) -> None:
+        if self._paced:
+            return  # the same request sent again (a stale keep-alive connection)
+        self._paced = True
+        politeness, key = self._politeness, self._key
+        # read _last_sent after every wait: a prune meanwhile replaces the map, and a request
+        # of the host sent meanwhile moves its time
+        while True:
+            now = trio.current_time()
+            ready = politeness._last_sent.get(key, -math.inf) + politeness._current_delay(key)
+            if now >= ready:
+                break
+            await trio.sleep_until(ready)
+        politeness._mark_sent(key, now)
+
+    def sent(self) -> None:
+        self._politeness._mark_sent(self._key, trio.current_time())
+
+
 class Politeness:
     """The pace of every host of one crawl; see the module docstring."""
 
@@ -74,28 +107,17 @@ class Politeness:
         return throttle.delay if throttle is not None else self.delay_of(key)
 
     def pacer(self, key: str) -> Pace:
-        """The ``pace`` of one request to ``key`` (awaited once, right before it is sent):
-        it returns when the host's delay has passed since this process last sent it one."""
-        paced = False
+        """The :class:`~trio_crawler._http.Pace` of one request to ``key``: awaited right
+        before the request is written, it returns when the host's delay has passed since this
+        process last sent it one; ``sent()`` then records when the write returned."""
+        return _Pace(self, key)
 
-        async def pace() -> None:
-            nonlocal paced
-            if paced:
-                return  # the same request sent again (a stale keep-alive connection)
-            paced = True
-            # read self._last_sent after every wait: a prune meanwhile replaces the map
-            while True:
-                now = trio.current_time()
-                ready = self._last_sent.get(key, -math.inf) + self._current_delay(key)
-                if now >= ready:
-                    break
-                await trio.sleep_until(ready)
-            last = self._last_sent
+    def _mark_sent(self, key: str, now: float) -> None:
+        last = self._last_sent
+        if now > last.get(key, -math.inf):
             last[key] = now
-            if len(last) > _MAX_SENT and now >= self._next_prune:
-                self._prune(now)
-
-        return pace
+        if len(last) > _MAX_SENT and now >= self._next_prune:
+            self._prune(now)
 
     def _prune(self, now: float) -> None:
         """Forget hosts whose last request is older than any delay (the map stays small)."""

@@ -63,7 +63,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import httpcore
 import httptools
@@ -89,10 +89,20 @@ _VALUE_OK = re.compile(
 ).fullmatch
 _TARGET_OK = re.compile(rb"[\x21-\x7e]+").fullmatch
 
-#: A request extension: an async callable awaited right before the request is written (the
-#: crawl's politeness at send time, whatever the connection). Awaited once per request.
+#: A request extension, a :class:`Pace`: the crawl's politeness at send time, whatever the
+#: connection.
 PACE = "trio_crawler.pace"
-Pace = Callable[[], Awaitable[None]]
+
+
+class Pace(Protocol):
+    """Awaited once per request right before it is written; :meth:`sent` is called once the
+    write returned. Between the two the write may yield to other tasks (a TLS stream takes a
+    lock), so a host's next request is spaced from ``sent``, the moment the request is
+    certainly on the wire, not from the end of the wait."""
+
+    async def __call__(self) -> None: ...
+
+    def sent(self) -> None: ...
 
 
 class PeerClosed(httpcore.RemoteProtocolError):
@@ -248,9 +258,13 @@ class Http11Connection:
         pace = request.extensions.get(PACE)
         if pace is not None:
             await pace()  # politeness at send time: the host's delay since its last request
-        # a failed write is not the end: the server may have answered already, and hung up
-        with contextlib.suppress(httpcore.WriteError):
-            await self._stream.write(data, timeouts.get("write"))
+        try:
+            # a failed write is not the end: the server may have answered already, and hung up
+            with contextlib.suppress(httpcore.WriteError):
+                await self._stream.write(data, timeouts.get("write"))
+        finally:
+            if pace is not None:
+                pace.sent()
         read_timeout = timeouts.get("read")
         # the head being read, and what came after it: the read itself when one read holds
         # it (the common case), else a bytearray (a dripped head costs no quadratic copying)

@@ -207,6 +207,7 @@ class HttpxExchanger:
         pace = extensions.pop(PACE, None)
         if pace is not None:
             await pace()
+            pace.sent()  # an in-memory transport has no write to wait for
         request = httpx.Request("GET", target.url, headers=headers, extensions=extensions)
         response = await self._transport.handle_async_request(request)
         extensions = dict(response.extensions)
