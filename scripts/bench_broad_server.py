@@ -28,6 +28,7 @@ import array
 import asyncio
 import contextlib
 import json
+import math
 import os
 import resource
 import signal
@@ -151,12 +152,39 @@ _TIMESPEC = struct.Struct("qq")
 _READ = 256 * 1024
 
 
+class _Clocks:
+    """The wall clock's offset from ``time.monotonic()`` (the kernel stamps with the first),
+    measured once a second from the closest of a few readings, so that being descheduled
+    between two clock reads cannot skew a stamp."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.next = -math.inf
+
+    def to_monotonic(self, wall: float) -> float:
+        now = time.monotonic()
+        if now >= self.next:
+            best = math.inf
+            for _ in range(5):
+                before = time.monotonic()
+                real = time.time()
+                after = time.monotonic()
+                if after - before < best:
+                    best = after - before
+                    self.offset = real - (before + after) / 2
+            self.next = now + 1.0
+        return wall - self.offset
+
+
+_CLOCKS = _Clocks()
+
+
 def _kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     """The receive time in a ``recvmsg`` answer, on the ``time.monotonic()`` clock."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(data)
-            return sec + nsec * 1e-9 - (time.time() - time.monotonic())
+            return _CLOCKS.to_monotonic(sec + nsec * 1e-9)
     return None
 
 
