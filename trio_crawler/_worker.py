@@ -14,7 +14,8 @@ import trio
 from ._crawl import Crawler
 from ._exceptions import CrawlerError
 from ._registry import load_spider
-from ._store.remote import connect_worker
+from ._store.remote import RemoteStore, connect_worker
+from ._store.split import SplitStore
 
 
 def worker_main(argv: Sequence[str]) -> int:
@@ -32,7 +33,12 @@ async def _worker(path: str) -> int:
     async with connect_worker(path) as joined:
         if joined is None:
             return 0  # the crawl ended before this worker joined it
-        store, setup = joined
+        framed, status, setup = joined
+        store: RemoteStore
+        if setup.get("split") == "hosts":
+            store = SplitStore(framed, status, setup)
+        else:
+            store = RemoteStore(framed, status, resumed=setup.get("resumed", False))
         _log_like_the_parent(setup["log_level"])
         spider = load_spider(setup["spider"])(**setup["arguments"])
         crawler = Crawler(spider, setup["settings"], start_urls=setup["start_urls"], store=store)

@@ -141,6 +141,7 @@ def _crawl(
         output_format=args.format,
         store=_state_store(args, settings),
         processes=args.processes,
+        split=args.split,
     )
     return trio.run(run_crawl, crawler, args, display)
 
@@ -201,6 +202,7 @@ def _cmd_demo(args: argparse.Namespace, display: Display) -> int:
                 output_format=args.format,
                 store=_state_store(args, settings),
                 processes=args.processes,
+                split=args.split,
             )
             code = await run_crawl(crawler, args, display)
             nursery.cancel_scope.cancel()

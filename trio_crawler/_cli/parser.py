@@ -20,6 +20,7 @@ from .._exceptions import SettingsError
 from .._options import Meaning, SettingOption, shown_default, value_problem
 from .._settings import GROUPS, Settings, __version__, setting_options
 from .._spider import Spider
+from .._store.split import SPLITS
 from .running import EXIT_USAGE
 
 #: Bounds of the command's own numbers (not settings).
@@ -236,6 +237,14 @@ def add_crawl_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="fetch processes sharing the crawl (1): each worker has -c requests in flight, "
         "the first process (which also keeps the crawl's state) an eighth of that",
+    )
+    out.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="shared",
+        help="how --processes share the crawl: one frontier in the first process (shared), "
+        "or each process its own hosts, found by a hash of the host (hosts: for broad "
+        "crawls, every process fetches with all of -c; in memory only, no --max-pages)",
     )
     add_setting_flags(p)
     g = p.add_argument_group("display")

@@ -108,8 +108,10 @@ class Crawler:
     ``state``: where the crawl is kept (a SQLite file's path for a crawl that survives a stop
     or a crash and resumes; ``redis://...`` with ``crawl_id`` for one shared by workers;
     default in memory), or give a ``store`` of your own. ``processes``: fetch processes
-    sharing the crawl (this one and ``processes - 1`` workers). ``outputs``: files the items
-    are written to (``.jsonl``, ``.csv``, ``.db``; ``-`` for stdout).
+    sharing the crawl (this one and ``processes - 1`` workers); ``split``: how they share it,
+    one frontier in this process (``"shared"``) or each process its own hosts (``"hosts"``,
+    for broad crawls; in memory only). ``outputs``: files the items are written to
+    (``.jsonl``, ``.csv``, ``.db``; ``-`` for stdout).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Crawler:
         state: str | None = None,
         crawl_id: str | None = None,
         processes: int = 1,
+        split: str = "shared",
         exporters: Sequence[Exporter] = (),
         outputs: Sequence[str] = (),
         output_format: str | None = None,
@@ -140,6 +143,7 @@ class Crawler:
         self.rules = UrlRules(s, seed_urls)
         self._crawl_limiter = trio.CapacityLimiter(s.concurrency)
         self._workers = processes - 1
+        self._split = split
         self.store = self._choose_store(store, state, crawl_id)
         self.store.watch_scope(self._scope_added)
         self.exporters = list(exporters)
@@ -190,8 +194,9 @@ class Crawler:
                 processes=self._workers + 1,
                 on_stop=self.stop,
                 stopping=self._stopping,
+                split=self._split,
             )
-            self._crawl_limiter.total_tokens = parent_concurrency(self.settings)
+            self._crawl_limiter.total_tokens = parent_concurrency(self.settings, self._split)
         return store
 
     def _scope_added(self, url: str) -> None:
@@ -219,6 +224,8 @@ class Crawler:
             log.info("stopping: %s", reason)
         if self._wait_scope is not None:
             self._wait_scope.cancel()
+        if self._shared is not None:
+            self._shared.halt()  # the worker processes stop too
 
     @property
     def stopping(self) -> bool:

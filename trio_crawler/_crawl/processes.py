@@ -27,6 +27,7 @@ from .._spider import Request, Spider
 from .._store import CrawlStore, MemoryStore, SqliteStore
 from .._store.remote import MAX_PROCESSES, WORKER_KILL_SECONDS
 from .._store.shared import SharedStore
+from .._store.split import SPLITS
 
 __all__ = ["MAX_PROCESSES", "PARENT_SHARE", "parent_concurrency", "run_workers", "share"]
 
@@ -41,8 +42,11 @@ log = logging.getLogger("trio_crawler.processes")
 PARENT_SHARE = 8
 
 
-def parent_concurrency(settings: Settings) -> int:
-    """Requests in flight in the parent process of a crawl with workers."""
+def parent_concurrency(settings: Settings, split: str = "shared") -> int:
+    """Requests in flight in the parent process of a crawl with workers: with ``split="hosts"``
+    all of ``-c`` (it answers no call on a page's way, and fetches its share of the hosts)."""
+    if split == "hosts":
+        return settings.concurrency
     return max(1, settings.concurrency // PARENT_SHARE)
 
 
@@ -72,6 +76,7 @@ def share(
     processes: int,
     on_stop: Callable[[str], None],
     stopping: Callable[[], bool],
+    split: str = "shared",
 ) -> SharedStore:
     """``store`` wrapped to be shared with worker processes (a one-line
     :class:`~trio_crawler.SettingsError` when this crawl cannot have workers)."""
@@ -87,6 +92,17 @@ def share(
             "--processes works with the in-memory store and --state; with --store, start "
             "more `worker` processes instead"
         )
+    if split not in SPLITS:
+        raise SettingsError(f"--split: {split!r} is not one of {', '.join(SPLITS)}")
+    if split == "hosts" and not isinstance(store, MemoryStore):
+        raise SettingsError(
+            "--split hosts keeps each process' hosts in its memory: it does not go with "
+            "--state (use --split shared)"
+        )
+    if split == "hosts" and settings.max_pages is not None:
+        raise SettingsError(
+            "--split hosts does not count --max-pages across processes (use --split shared)"
+        )
     setup = {
         "spider": spider_reference(spider),
         "arguments": dict(spider.arguments),
@@ -101,6 +117,7 @@ def share(
         max_pages=settings.max_pages,
         on_stop=on_stop,
         stopping=stopping,
+        split=split,
     )
 
 
@@ -122,6 +139,7 @@ async def _run_worker(store: SharedStore, path: str, index: int) -> None:
         code = await process.wait()
         if code != 0:
             log.warning("worker process %d (pid %d) exited with %d", index + 1, process.pid, code)
+        store.process_ended(process.pid)
     finally:
         if process.returncode is None:
             with trio.CancelScope(shield=True):

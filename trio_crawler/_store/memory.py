@@ -78,10 +78,19 @@ class MemoryStore(LocalQueue, CrawlStore):
 
     # -------------------------------------------------------------- interface
     async def add(self, requests: Sequence[NewRequest]) -> int:
+        return self.add_now(requests)
+
+    def add_now(self, requests: Sequence[NewRequest]) -> int:
+        """:meth:`add`, which never waits here, called without awaiting (``--split hosts``
+        routes links from synchronous code)."""
         count = self._queue(requests)
         if count:
             self._notify()
         return count
+
+    def wake(self) -> None:
+        """Wake whoever waits in :meth:`wait_changed`: news from another process."""
+        self._notify()
 
     async def mark_seen(self, fingerprints: Sequence[int]) -> list[bool]:
         out = []
@@ -109,6 +118,14 @@ class MemoryStore(LocalQueue, CrawlStore):
         *,
         graph: PageGraph | None = None,
     ) -> int:
+        self.export(items, graph)
+        count = self._queue(new) if new else 0
+        self._frontier.release(claim.host)
+        self._notify()
+        return count
+
+    def export(self, items: Sequence[Any], graph: PageGraph | None) -> None:
+        """Items and a page's link graph committed in another process (``--split hosts``)."""
         if graph is not None:
             if self._graph is None:
                 self._graph = MemoryCrawlGraph()
@@ -116,10 +133,6 @@ class MemoryStore(LocalQueue, CrawlStore):
         if items:
             for exporter in self._outputs:
                 exporter.write_many(items)
-        count = self._queue(new) if new else 0
-        self._frontier.release(claim.host)
-        self._notify()
-        return count
 
     async def retry(self, claim: Claim, request: Request, not_before: float) -> None:
         self._frontier.release(claim.host)

@@ -86,6 +86,10 @@ MAX_PROCESSES = 64
 #: Fingerprints a worker keeps per generation (two generations) to skip URLs it sent already.
 _SEEN_HINTS = 1 << 16
 
+#: The request id of what the parent sends a worker unasked (``--split hosts``: links of the
+#: worker's hosts that another process found).
+PUSH = -1
+
 FRAME_HEADER = struct.Struct(">I")
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -151,6 +155,10 @@ class RemoteStore(CrawlStore):
     process reach this store's listener with the parent's answers.
     """
 
+    #: How long the writer waits after a call before it sends the frame that carries it (0:
+    #: at once, for the calls a page waits on).
+    batch_seconds = 0.0
+
     def __init__(self, framed: Framed, status: Status, *, resumed: bool = False) -> None:
         super().__init__()
         self._framed = framed
@@ -206,9 +214,19 @@ class RemoteStore(CrawlStore):
             raise pending.value
         return pending.value
 
+    def _cast(self, op: str, *args: Any) -> None:
+        """A call the parent applies in order and does not answer (request id 0)."""
+        self._out_send.send_nowait((0, op, args))
+
+    def _pushed(self, value: Any) -> None:
+        """Work the parent pushed to this worker unasked (``--split hosts``: :mod:`.split`)."""
+        raise CrawlerError("the parent pushed work to a worker that does not take any")
+
     async def _writer(self) -> None:
         framed = self._framed
         async for first in self._out_recv:
+            if self.batch_seconds:
+                await trio.sleep(self.batch_seconds)  # let a few more calls join this frame
             batch = [first]
             while True:
                 try:
@@ -226,12 +244,15 @@ class RemoteStore(CrawlStore):
                 if self._leaving:
                     return  # the parent closes the connection after our goodbye
                 raise CrawlerError("the crawl's parent process went away") from None
-            self._apply_status(status)
             for rid, ok, value in replies:
+                if rid == PUSH:
+                    self._pushed(value)
+                    continue
                 pending = self._pending.get(rid)
                 if pending is not None:
                     pending.ok, pending.value = ok, value
                     pending.done.set()
+            self._apply_status(status)
 
     # ------------------------------------------------------------ interface
     async def add(self, requests: Sequence[NewRequest]) -> int:
@@ -362,10 +383,11 @@ class RemoteStore(CrawlStore):
 
 
 @asynccontextmanager
-async def connect_worker(path: str) -> AsyncIterator[tuple[RemoteStore, dict[str, Any]] | None]:
-    """A worker's side of a shared crawl: its :class:`RemoteStore` and the crawl's setup (the
-    first answer), or None when the crawl is gone already (it ended before the worker
-    connected, or ends before it is answered)."""
+async def connect_worker(path: str) -> AsyncIterator[tuple[Framed, Status, dict[str, Any]] | None]:
+    """A worker's side of a shared crawl: its connection, the parent's first status and the
+    crawl's setup (the first answer), for the worker's store (a :class:`RemoteStore`, or a
+    :class:`~.split.SplitStore` when the setup says ``split: hosts``); None when the crawl is
+    gone already (it ended before the worker connected, or ends before it is answered)."""
     try:
         stream = await trio.open_unix_socket(path)
     except OSError:
@@ -378,5 +400,4 @@ async def connect_worker(path: str) -> AsyncIterator[tuple[RemoteStore, dict[str
         except (EOFError, trio.BrokenResourceError, OSError):
             yield None
             return
-        setup = replies[0][2]
-        yield RemoteStore(framed, status, resumed=setup.get("resumed", False)), setup
+        yield framed, status, replies[0][2]

@@ -11,6 +11,7 @@ import os
 import pickle
 import shutil
 import socket as _stdlib_socket
+import struct
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -28,11 +29,13 @@ from .remote import (
     FRAME_HEADER,
     MAX_PROCESSES,
     PICKLE_PROTOCOL,
+    PUSH,
     WORKER_EXIT_SECONDS,
     Framed,
     Status,
     portable,
 )
+from .split import BATCH_SECONDS, HostParts
 from .sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -47,15 +50,31 @@ class _Conn:
     """One worker's connection: its framed stream, its partition of the hosts, and the claims
     it holds."""
 
-    __slots__ = ("bye", "claims", "framed", "part", "seeds_sent", "version_sent")
+    __slots__ = ("bye", "claims", "framed", "part", "pid", "seeds_sent", "version_sent")
 
     def __init__(self, stream: trio.abc.Stream, part: int) -> None:
         self.framed = Framed(stream)
+        self.pid = _peer_pid(stream)
         self.part = part
         self.claims: dict[int, Claim] = {}
         self.seeds_sent = 0
         self.version_sent = -1
         self.bye = False
+
+
+def _peer_pid(stream: trio.abc.Stream) -> int | None:
+    """The process at the other end of a Unix socket stream (Linux), or None."""
+    sock = getattr(stream, "socket", None)
+    option = getattr(_stdlib_socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        pid, _uid, _gid = struct.unpack(
+            "3i", sock.getsockopt(_stdlib_socket.SOL_SOCKET, option, 12)
+        )
+    except (OSError, struct.error):
+        return None
+    return int(pid)
 
 
 class SharedStore(CrawlStore):
@@ -65,6 +84,9 @@ class SharedStore(CrawlStore):
     cannot see by itself (``max_pages`` counted over all processes, a worker's ``fail_fast``);
     ``stopping()`` says whether this process' engine was asked to stop. Scope additions
     (:meth:`add_scope`) from any process reach ``inner`` and every process' listener.
+
+    ``split="hosts"``: each process keeps the frontier of its own hosts (:mod:`.split`);
+    ``inner`` holds this process' hosts only, and :meth:`outstanding` counts the whole crawl.
     """
 
     def __init__(
@@ -76,14 +98,20 @@ class SharedStore(CrawlStore):
         max_pages: int | None = None,
         on_stop: Callable[[str], None] | None = None,
         stopping: Callable[[], bool] | None = None,
+        split: str = "shared",
     ) -> None:
         super().__init__()
         self.inner = inner
-        # each process is served its own share of the hosts first (partition 0: this one),
-        # so a host's requests go out from one process: its keep-alive connection and its
-        # send-time spacing stay in that process
-        inner.set_partitions(processes)
+        self._parts: HostParts | None = None
+        if split == "hosts":
+            self._parts = HostParts(processes)
+        else:
+            # each process is served its own share of the hosts first (partition 0: this
+            # one), so a host's requests go out from one process: its keep-alive connection
+            # and its send-time spacing stay in that process
+            inner.set_partitions(processes)
         self._free_parts = list(range(processes - 1, 0, -1))
+        self._connected_pids: set[int] = set()
         self._parent_stopping = stopping
         self.setup = dict(setup or {})
         self.socket_path: str | None = None
@@ -111,6 +139,8 @@ class SharedStore(CrawlStore):
 
     async def add(self, requests: Sequence[NewRequest]) -> int:
         self._seeded.set()
+        if self._parts is not None:
+            requests = self._parts.route(requests)
         return await self.inner.add(requests)
 
     async def mark_seen(self, fingerprints: Sequence[int]) -> list[bool]:
@@ -150,7 +180,11 @@ class SharedStore(CrawlStore):
         *,
         graph: PageGraph | None = None,
     ) -> int:
-        return await self.inner.complete(claim, new, items, graph=graph)
+        if self._parts is None:
+            return await self.inner.complete(claim, new, items, graph=graph)
+        count = await self.inner.complete(claim, self._parts.route(new), items, graph=graph)
+        self._check_done()
+        return count
 
     def link_graph(self) -> CrawlGraph | None:
         return self.inner.link_graph()
@@ -179,10 +213,14 @@ class SharedStore(CrawlStore):
         )
 
     def outstanding(self) -> int:
-        return self.inner.outstanding()
+        if self._parts is None:
+            return self.inner.outstanding()
+        return self.inner.outstanding() + self._parts.held()
 
     def queued(self) -> int:
-        return self.inner.queued()
+        if self._parts is None:
+            return self.inner.queued()
+        return self.inner.queued() + self._parts.held()
 
     def in_flight(self) -> int:
         return self.inner.in_flight()
@@ -219,6 +257,12 @@ class SharedStore(CrawlStore):
             if self._on_stop is not None:
                 self._on_stop(reason)
 
+    def halt(self) -> None:
+        """This process' crawl stopped: the workers take no more work either (each hears it
+        with its next answer, or under ``--split hosts`` at once)."""
+        if not self._stopping:
+            self._halt()
+
     def _halt(self) -> None:
         self._stopping = True
         self._bump()
@@ -227,6 +271,16 @@ class SharedStore(CrawlStore):
         self._version += 1
         self._changed.set()
         self._changed = trio.Event()
+        if self._parts is not None:
+            self._parts.wake_all()  # the workers wait for no answer: a status goes to each
+
+    def _check_done(self) -> None:
+        """``--split hosts``: when no process holds any work, wake this process' engine (its
+        :meth:`outstanding` reads 0) and tell the workers."""
+        if self._parts is not None and self.outstanding() == 0:
+            assert isinstance(self.inner, MemoryStore)  # share() sees to it
+            self.inner.wake()
+            self._bump()
 
     def watch_scope(self, listener: Callable[[str], None]) -> None:
         super().watch_scope(listener)
@@ -264,7 +318,8 @@ class SharedStore(CrawlStore):
                 sock.listen(MAX_PROCESSES)
                 listener = trio.SocketListener(sock)
                 async with listener, trio.open_nursery() as nursery:
-                    nursery.start_soon(self._watch, name="trio_crawler.shared.watch")
+                    if self._parts is None:  # with split hosts no worker waits for changes
+                        nursery.start_soon(self._watch, name="trio_crawler.shared.watch")
                     nursery.start_soon(
                         self._serve, listener, nursery, name="trio_crawler.shared.serve"
                     )
@@ -294,7 +349,12 @@ class SharedStore(CrawlStore):
         while True:
             stream = await listener.accept()
             conn = _Conn(stream, self._free_parts.pop() if self._free_parts else 0)
-            if conn.part:
+            if conn.pid is not None:
+                self._connected_pids.add(conn.pid)
+            if self._parts is not None and not conn.part:
+                await stream.aclose()  # more workers than shares of the hosts
+                continue
+            if conn.part and self._parts is None:
                 self.inner.set_live(conn.part, True)
             self._conns.add(conn)
             self._conns_gone = trio.Event()
@@ -307,7 +367,7 @@ class SharedStore(CrawlStore):
         conn.seeds_sent = len(self._seeds)
         conn.version_sent = self._version
         return (
-            inner.outstanding(),
+            self.outstanding(),
             inner.queued(),
             inner.in_flight(),
             inner.active_hosts(),
@@ -326,7 +386,12 @@ class SharedStore(CrawlStore):
     async def _connection(self, conn: _Conn, nursery: trio.Nursery) -> None:
         try:
             await self._seeded.wait()
-            await self._answer(conn, [(0, True, self.setup)])
+            setup = self.setup
+            if self._parts is not None:
+                setup = {**setup, "split": "hosts", "part": conn.part, "parts": self._parts.parts}
+            await self._answer(conn, [(0, True, setup)])
+            if self._parts is not None:  # pushes only after the setup, the first frame
+                nursery.start_soon(self._pusher, conn, name="trio_crawler.shared.push")
             while True:
                 try:
                     batch = await conn.framed.receive()
@@ -340,9 +405,15 @@ class SharedStore(CrawlStore):
                     try:
                         result = await self._apply(conn, op, args)
                     except Exception as exc:
+                        if not rid:  # a call without an answer: nobody else hears of it
+                            log.error("a worker's %s failed here: %s", op, exc)
+                            continue
                         replies.append((rid, False, portable(exc)))
                     else:
-                        replies.append((rid, True, result))
+                        if rid:
+                            replies.append((rid, True, result))
+                if self._parts is not None:
+                    self._check_done()
                 if replies:
                     await self._answer(conn, replies)
                 if conn.bye:
@@ -365,11 +436,48 @@ class SharedStore(CrawlStore):
                 with trio.move_on_after(1):
                     await conn.framed.stream.aclose()
             self._conns.discard(conn)
-            if conn.part:
+            if conn.part and self._parts is not None:
+                self._adopt(conn.part, gone=not conn.bye)
+            elif conn.part:
                 self.inner.set_live(conn.part, False)  # its hosts are anyone's now
                 self._free_parts.append(conn.part)  # a worker that comes later takes them
             if not self._conns:
                 self._conns_gone.set()
+
+    async def _pusher(self, conn: _Conn) -> None:
+        """``--split hosts``: send worker ``conn`` the links of its hosts found elsewhere, and
+        the crawl's status when it matters to it (each send takes all that is waiting)."""
+        parts = self._parts
+        assert parts is not None
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while True:
+                await parts.event(conn.part).wait()
+                await trio.sleep(BATCH_SECONDS)  # a few more links join this frame
+                parts.sent(conn.part)
+                links = parts.take_outbox(conn.part)
+                await self._answer(conn, [(PUSH, True, links)] if links else [])
+
+    def _adopt(self, part: int, *, gone: bool) -> None:
+        """``--split hosts``: worker ``part`` left; this process keeps its hosts from now on."""
+        assert self._parts is not None
+        back, lost = self._parts.adopt(part)
+        if gone and (back or lost):
+            log.error(
+                "a worker process left without finishing: this process takes over its hosts "
+                "(%d links sent to it are queued again; %d pages it held are lost)",
+                len(back),
+                lost,
+            )
+        if back:
+            assert isinstance(self.inner, MemoryStore)  # share() sees to it
+            self.inner.add_now(back)
+        self._check_done()
+
+    def process_ended(self, pid: int) -> None:
+        """Worker process ``pid`` exited. Under ``--split hosts``, a worker that never
+        connected leaves a share of the hosts with no process: this one takes it."""
+        if self._parts is not None and pid not in self._connected_pids and self._free_parts:
+            self._adopt(self._free_parts.pop(), gone=True)
 
     async def _wait(self, conn: _Conn, rid: int, version: int, delay: float | None) -> None:
         if version == self._version and not self._stopping and self.inner.outstanding() > 0:
@@ -398,6 +506,21 @@ class SharedStore(CrawlStore):
             claim = conn.claims.pop(cid)
             graph = None if graph is None else PageGraph(*graph)
             return await self.complete(claim, new, items, graph=graph)
+        if op == "route":  # --split hosts: a worker's links for others, its items and graph
+            links, items, graph = args
+            assert self._parts is not None
+            if links:
+                queued = await self.inner.add(self._parts.route(links))
+                if self._counters is not None:
+                    self._counters.links_queued += queued
+            if items or graph is not None:
+                assert isinstance(self.inner, MemoryStore)  # share() sees to it
+                self.inner.export(items, None if graph is None else PageGraph(*graph))
+            return None
+        if op == "report":  # --split hosts: the work a worker holds
+            assert self._parts is not None
+            self._parts.report(conn.part, *args)
+            return None
         if op == "retry":
             cid, request, delay = args
             claim = conn.claims.pop(cid)

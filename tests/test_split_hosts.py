@@ -1,0 +1,254 @@
+"""``--processes N --split hosts``: each process keeps the frontier of its own hosts. The
+bookkeeping is tested without sockets; the crawls run as a user runs them (the command line
+in a subprocess against loopback servers). Only our own PIDs are signalled."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from test_processes import alive, run_crawl, wait_for_requests, wait_for_workers
+
+from trio_crawler import Crawler, Settings
+from trio_crawler._spider import Request
+from trio_crawler._store.base import NewRequest
+from trio_crawler._store.split import HostParts, part_of
+from trio_crawler.spiders.generic import GenericSpider
+from trio_crawler.testing import Site, SiteServer, html_page, open_site_server
+
+CLI = [sys.executable, "-m", "trio_crawler"]
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+
+
+def link(host: str, n: int) -> NewRequest:
+    return NewRequest(Request(url=f"http://{host}/{n}"), hash((host, n)), f"http://{host}")
+
+
+def hosts_of(part: int, parts: int, count: int) -> list[str]:
+    """``count`` host names that ``part`` owns among ``parts``."""
+    out = [f"h{i}.test" for i in range(1000) if part_of(f"http://h{i}.test", parts) == part]
+    return out[:count]
+
+
+# --------------------------------------------------------------------------- bookkeeping
+def test_a_host_belongs_to_one_process_and_the_split_is_even() -> None:
+    counts = [0, 0, 0]
+    for i in range(3000):
+        key = f"http://h{i}.test"
+        assert part_of(key, 3) == part_of(key, 3)
+        counts[part_of(key, 3)] += 1
+    assert min(counts) > 800
+    assert part_of("http://anything", 1) == 0
+
+
+def test_links_go_to_their_owner_and_count_until_taken_in() -> None:
+    parts = HostParts(3)
+    mine, theirs = hosts_of(0, 3, 1)[0], hosts_of(2, 3, 1)[0]
+    own = parts.route([link(mine, 1), link(theirs, 1), link(theirs, 2)])
+    assert [item.host for item in own] == [f"http://{mine}"]
+    assert parts.held() == 2  # on their way to worker 2
+    assert parts.event(2).is_set() and not parts.event(1).is_set()
+    pushed = parts.take_outbox(2)
+    assert len(pushed) == 2 and parts.take_outbox(2) == []
+    parts.sent(2)
+    assert not parts.event(2).is_set()
+    parts.report(2, 2, 2)  # taken in: two queued there
+    assert parts.held() == 2
+    parts.report(2, 0, 2)  # done
+    assert parts.held() == 0
+
+
+def test_a_report_sent_before_a_push_arrived_keeps_it_counted() -> None:
+    parts = HostParts(2)
+    theirs = hosts_of(1, 2, 1)[0]
+    parts.route([link(theirs, 1)])
+    parts.take_outbox(1)
+    parts.report(1, 0, 0)  # the worker had not received it yet
+    assert parts.held() == 1
+    parts.report(1, 1, 1)
+    assert parts.held() == 1
+
+
+def test_a_gone_worker_gives_back_what_it_had_not_taken_in() -> None:
+    parts = HostParts(2)
+    theirs = hosts_of(1, 2, 1)[0]
+    parts.route([link(theirs, 1)])
+    parts.take_outbox(1)
+    parts.report(1, 5, 1)  # taken in, and 5 pages held
+    parts.route([link(theirs, 2)])
+    parts.take_outbox(1)  # on its way when the worker died
+    parts.route([link(theirs, 3)])  # not sent yet
+    back, lost = parts.adopt(1)
+    assert sorted(item.request.url for item in back) == [
+        f"http://{theirs}/2",
+        f"http://{theirs}/3",
+    ]
+    assert lost == 5
+    assert parts.held() == 0
+    assert parts.route([link(theirs, 4)]) != []  # its hosts are the parent's now
+    assert parts.adopt(1) == ([], 0)
+
+
+# --------------------------------------------------------------------------- crawls
+@contextlib.asynccontextmanager
+async def web(hosts: int, pages: int, delay: float = 0.0) -> AsyncIterator[list[SiteServer]]:
+    """``hosts`` servers (each its own origin) of ``pages`` pages; each page links to two
+    pages of its own host and to the next host's root."""
+    async with contextlib.AsyncExitStack() as stack:
+        servers = []
+        for _ in range(hosts):
+            servers.append(await stack.enter_async_context(open_site_server(Site())))
+        for h, server in enumerate(servers):
+            nxt = servers[(h + 1) % hosts].url("/")
+            for p in range(pages):
+                path = "/" if p == 0 else f"/p{p}"
+                hrefs = [f"/p{(2 * p + k) % pages or 1}" for k in (1, 2)] + [nxt]
+                body = "".join(f'<a href="{x}">x</a> ' for x in hrefs)
+                server.site.add(path, dataclasses.replace(html_page(body), delay=delay))
+        yield servers
+
+
+def expected_urls(servers: list[SiteServer], pages: int) -> list[str]:
+    return sorted(s.url("/" if p == 0 else f"/p{p}") for s in servers for p in range(pages))
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+async def test_every_page_of_every_host_once(tmp_path: Path, processes: int) -> None:
+    out, stats = tmp_path / "out.jsonl", tmp_path / "stats.json"
+    async with web(8, 12) as servers:
+        parts = {part_of(s.origin, processes) for s in servers}
+        code, err = await run_crawl(
+            servers[0],
+            out,
+            "--processes",
+            str(processes),
+            "--split",
+            "hosts",
+            "--scope",
+            "any",
+            "--allow-private",
+            "--delay",
+            "0",
+            "--stats-json",
+            str(stats),
+        )
+    assert code == 0, err
+    assert len(parts) >= 2  # the hosts were shared out (8 hosts: almost surely)
+    got = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
+    assert got == expected_urls(servers, 12)
+    for server in servers:
+        assert server.count("/robots.txt") == 1
+        fetched = [r.path for r in server.requests if r.path != "/robots.txt"]
+        assert len(fetched) == len(set(fetched)) == 12
+    figures = json.loads(stats.read_text())
+    assert figures["stop_reason"] == "finished"
+    assert figures["pages_ok"] == figures["items"] == 8 * 12  # the workers' counters merged
+
+
+async def test_a_killed_worker_ends_the_crawl_with_a_warning_not_a_hang(tmp_path: Path) -> None:
+    # every page answers 50 ms late and each host allows 2 at once: 8 hosts x 30 pages need
+    # at least 30 / 2 * 0.05 = 0.75 s per host, so the workers are certainly holding pages
+    # when one is killed after 40 requests
+    out = tmp_path / "out.jsonl"
+
+    async def kill_one(proc: trio.Process) -> None:
+        workers = await wait_for_workers(proc, 2)
+        await wait_for_requests(servers[0], 8)
+        victim = min(workers)
+        assert alive(victim), "the worker ended before it could be killed"
+        os.kill(victim, signal.SIGKILL)
+
+    async with web(8, 30, delay=0.05) as servers:
+        code, err = await run_crawl(
+            servers[0],
+            out,
+            "--processes",
+            "3",
+            "--split",
+            "hosts",
+            "--scope",
+            "any",
+            "--allow-private",
+            "--delay",
+            "0",
+            "--per-host-concurrency",
+            "2",
+            during=kill_one,
+        )
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "takes over its hosts" in err
+    got = [json.loads(line)["url"] for line in out.read_text().splitlines()]
+    assert got and set(got) <= set(expected_urls(servers, 30))
+
+
+async def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    workers: set[int] = set()
+
+    async def interrupt(proc: trio.Process) -> None:
+        workers.update(await wait_for_workers(proc, 2))
+        await wait_for_requests(servers[0], 5)
+        proc.send_signal(signal.SIGINT)
+
+    async with web(6, 40, delay=0.02) as servers:
+        code, err = await run_crawl(
+            servers[0],
+            out,
+            "--processes",
+            "3",
+            "--split",
+            "hosts",
+            "--scope",
+            "any",
+            "--allow-private",
+            "--delay",
+            "0.01",
+            during=interrupt,
+        )
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert len(workers) == 2
+    assert not [pid for pid in workers if alive(pid)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--state", "STATE"], "--state"),
+        (["--max-pages", "5"], "--max-pages"),
+        (["--split", "nope"], "--split"),
+    ],
+)
+def test_what_split_hosts_does_not_do_is_one_line(
+    tmp_path: Path, extra: list[str], says: str
+) -> None:
+    extra = [str(tmp_path / "s.db") if x == "STATE" else x for x in extra]
+    command = [*CLI, "crawl", "http://127.0.0.1:9/", "--processes", "2", "--split", "hosts"]
+    result = subprocess.run(
+        [*command, *extra], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert says in result.stderr
+
+
+def test_with_split_hosts_the_parent_fetches_with_all_of_the_concurrency() -> None:
+    crawler = Crawler(
+        GenericSpider(),
+        Settings(concurrency=64),
+        start_urls=["http://127.0.0.1:9/"],
+        processes=2,
+        split="hosts",
+    )
+    assert crawler._crawl_limiter.total_tokens == 64
