@@ -21,6 +21,8 @@ from test_processes import alive, run_crawl, wait_for_requests, wait_for_workers
 from trio_crawler import Crawler, Settings
 from trio_crawler._spider import Request
 from trio_crawler._store.base import NewRequest
+from trio_crawler._store.memory import MemoryStore
+from trio_crawler._store.shared import SharedStore
 from trio_crawler._store.split import HostParts, part_of
 from trio_crawler.spiders.generic import GenericSpider
 from trio_crawler.testing import Site, SiteServer, html_page, open_site_server
@@ -97,6 +99,21 @@ def test_a_gone_worker_gives_back_what_it_had_not_taken_in() -> None:
     assert parts.held() == 0
     assert parts.route([link(theirs, 4)]) != []  # its hosts are the parent's now
     assert parts.adopt(1) == ([], 0)
+
+
+async def test_a_worker_that_never_joined_leaves_its_hosts_to_the_parent() -> None:
+    """A worker process that exits before it connects leaves a share of the hosts with no
+    process: the parent takes it, with what was waiting for it, instead of waiting forever."""
+    store = SharedStore(MemoryStore(), processes=2, split="hosts")
+    theirs = hosts_of(1, 2, 1)[0]
+    await store.add([link(theirs, 1), link(theirs, 2)])
+    assert store.outstanding() == 2 and store.inner.outstanding() == 0
+    store.process_ended(999_999)  # never connected
+    assert store.outstanding() == 2 and store.inner.outstanding() == 2
+    claims = await store.claim(trio.current_time(), 10)
+    assert {c.request.url for c in claims} == {f"http://{theirs}/1"}  # 1 per host at once
+    await store.complete(claims[0], [])
+    assert store.outstanding() == 1
 
 
 # --------------------------------------------------------------------------- crawls

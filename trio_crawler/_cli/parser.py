@@ -236,7 +236,8 @@ def add_crawl_flags(p: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="fetch processes sharing the crawl (1): each worker has -c requests in flight, "
-        "the first process (which also keeps the crawl's state) an eighth of that",
+        "the first process (which also keeps the crawl's state) an eighth of that (all of "
+        "it with --split hosts)",
     )
     out.add_argument(
         "--split",

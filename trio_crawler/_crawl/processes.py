@@ -2,11 +2,13 @@
 
 The crawl's own process keeps the store and serves it to ``N - 1`` worker processes over a
 Unix socket (:class:`~trio_crawler._store.shared.SharedStore`: the frontier, politeness,
-dedupe, the outstanding count and the outputs stay in one place). Each worker is a whole
-engine of its own whose store is the shared one (:mod:`trio_crawler._worker`), started here
-as ``python -m trio_crawler _worker --connect PATH`` once the store listens, in a new
-session each (Ctrl-C at the terminal reaches the parent only, which stops them), waited for,
-and on cancellation given a moment to exit and then killed, by PID.
+dedupe, the outstanding count and the outputs stay in one place; with ``split="hosts"``
+each process keeps its own hosts' frontier instead, :mod:`trio_crawler._store.split`).
+Each worker is a whole engine of its own whose store is the shared one
+(:mod:`trio_crawler._worker`), started here as ``python -m trio_crawler _worker --connect
+PATH`` once the store listens, in a new session each (Ctrl-C at the terminal reaches the
+parent only, which stops them), waited for, and on cancellation given a moment to exit and
+then killed, by PID.
 
 What crosses to a worker: the spider's class (``module:Class``, or the file of a spider
 loaded from ``path/file.py:Class``) and its arguments, the settings (pickled, so hooks given
