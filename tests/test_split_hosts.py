@@ -11,12 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
-from test_processes import alive, run_crawl, wait_for_requests, wait_for_workers
+from test_processes import alive, run_crawl, wait_for_workers
 
 from trio_crawler import Crawler, Settings
 from trio_crawler._spider import Request
@@ -118,18 +118,27 @@ async def test_a_worker_that_never_joined_leaves_its_hosts_to_the_parent() -> No
 
 # --------------------------------------------------------------------------- crawls
 @contextlib.asynccontextmanager
-async def web(hosts: int, pages: int, delay: float = 0.0) -> AsyncIterator[list[SiteServer]]:
-    """``hosts`` servers (each its own origin) of ``pages`` pages; each page links to two
-    pages of its own host and to the next host's root."""
+async def web(
+    pages: int, *, delay: float = 0.0, parts: int = 3, per_part: int = 2
+) -> AsyncIterator[list[SiteServer]]:
+    """Loopback servers (each its own origin), at least ``per_part`` owned by each of
+    ``parts`` processes, of ``pages`` pages each; each page links to two pages of its own host,
+    and each root to every host's root (so all hosts are known once the first root is read)."""
     async with contextlib.AsyncExitStack() as stack:
-        servers = []
-        for _ in range(hosts):
-            servers.append(await stack.enter_async_context(open_site_server(Site())))
-        for h, server in enumerate(servers):
-            nxt = servers[(h + 1) % hosts].url("/")
+        servers: list[SiteServer] = []
+        owned = [0] * parts
+        while min(owned) < per_part and len(servers) < 64:
+            server = await stack.enter_async_context(open_site_server(Site()))
+            servers.append(server)
+            owned[part_of(server.origin, parts)] += 1
+        assert min(owned) >= per_part, owned
+        roots = [s.url("/") for s in servers]
+        for server in servers:
             for p in range(pages):
                 path = "/" if p == 0 else f"/p{p}"
-                hrefs = [f"/p{(2 * p + k) % pages or 1}" for k in (1, 2)] + [nxt]
+                hrefs = [f"/p{(2 * p + k) % pages or 1}" for k in (1, 2)]
+                if p == 0:
+                    hrefs += roots
                 body = "".join(f'<a href="{x}">x</a> ' for x in hrefs)
                 server.site.add(path, dataclasses.replace(html_page(body), delay=delay))
         yield servers
@@ -139,28 +148,41 @@ def expected_urls(servers: list[SiteServer], pages: int) -> list[str]:
     return sorted(s.url("/" if p == 0 else f"/p{p}") for s in servers for p in range(pages))
 
 
+async def split_crawl(
+    servers: list[SiteServer],
+    out: Path,
+    processes: int,
+    *args: str,
+    during: Callable[[trio.Process], Awaitable[None]] | None = None,
+) -> tuple[int, str]:
+    return await run_crawl(
+        servers[0],
+        out,
+        "--processes",
+        str(processes),
+        "--split",
+        "hosts",
+        "--scope",
+        "any",
+        "--allow-private",
+        *args,
+        during=during,
+    )
+
+
+async def wait_until_every_host_started(servers: list[SiteServer]) -> None:
+    while any(len(s.requests) < 2 for s in servers):  # noqa: ASYNC110  (no event)
+        await trio.sleep(0.01)
+
+
 @pytest.mark.parametrize("processes", [2, 3])
 async def test_every_page_of_every_host_once(tmp_path: Path, processes: int) -> None:
     out, stats = tmp_path / "out.jsonl", tmp_path / "stats.json"
-    async with web(8, 12) as servers:
-        parts = {part_of(s.origin, processes) for s in servers}
-        code, err = await run_crawl(
-            servers[0],
-            out,
-            "--processes",
-            str(processes),
-            "--split",
-            "hosts",
-            "--scope",
-            "any",
-            "--allow-private",
-            "--delay",
-            "0",
-            "--stats-json",
-            str(stats),
+    async with web(12, parts=processes) as servers:
+        code, err = await split_crawl(
+            servers, out, processes, "--delay", "0", "--stats-json", str(stats)
         )
     assert code == 0, err
-    assert len(parts) >= 2  # the hosts were shared out (8 hosts: almost surely)
     got = sorted(json.loads(line)["url"] for line in out.read_text().splitlines())
     assert got == expected_urls(servers, 12)
     for server in servers:
@@ -169,42 +191,30 @@ async def test_every_page_of_every_host_once(tmp_path: Path, processes: int) -> 
         assert len(fetched) == len(set(fetched)) == 12
     figures = json.loads(stats.read_text())
     assert figures["stop_reason"] == "finished"
-    assert figures["pages_ok"] == figures["items"] == 8 * 12  # the workers' counters merged
+    assert figures["pages_ok"] == figures["items"] == len(servers) * 12  # workers' merged in
 
 
 async def test_a_killed_worker_ends_the_crawl_with_a_warning_not_a_hang(tmp_path: Path) -> None:
-    # every page answers 50 ms late and each host allows 2 at once: 8 hosts x 30 pages need
-    # at least 30 / 2 * 0.05 = 0.75 s per host, so the workers are certainly holding pages
-    # when one is killed after 40 requests
+    # Each process owns at least two hosts of 30 pages, each answering 50 ms late, 2 at once:
+    # a host needs at least 30 / 2 * 0.05 = 0.75 s. Once every host has had its robots.txt
+    # and root page, every worker holds pages of its hosts, so the victim certainly dies
+    # holding some.
     out = tmp_path / "out.jsonl"
 
     async def kill_one(proc: trio.Process) -> None:
         workers = await wait_for_workers(proc, 2)
-        await wait_for_requests(servers[0], 8)
+        await wait_until_every_host_started(servers)
         victim = min(workers)
         assert alive(victim), "the worker ended before it could be killed"
         os.kill(victim, signal.SIGKILL)
 
-    async with web(8, 30, delay=0.05) as servers:
-        code, err = await run_crawl(
-            servers[0],
-            out,
-            "--processes",
-            "3",
-            "--split",
-            "hosts",
-            "--scope",
-            "any",
-            "--allow-private",
-            "--delay",
-            "0",
-            "--per-host-concurrency",
-            "2",
-            during=kill_one,
+    async with web(30, delay=0.05) as servers:
+        code, err = await split_crawl(
+            servers, out, 3, "--delay", "0", "--per-host-concurrency", "2", during=kill_one
         )
     assert code == 0, err
     assert "Traceback" not in err
-    assert "takes over its hosts" in err
+    assert "takes over its hosts" in err and "lost" in err
     got = [json.loads(line)["url"] for line in out.read_text().splitlines()]
     assert got and set(got) <= set(expected_urls(servers, 30))
 
@@ -215,28 +225,16 @@ async def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
 
     async def interrupt(proc: trio.Process) -> None:
         workers.update(await wait_for_workers(proc, 2))
-        await wait_for_requests(servers[0], 5)
+        await wait_until_every_host_started(servers)
         proc.send_signal(signal.SIGINT)
 
-    async with web(6, 40, delay=0.02) as servers:
-        code, err = await run_crawl(
-            servers[0],
-            out,
-            "--processes",
-            "3",
-            "--split",
-            "hosts",
-            "--scope",
-            "any",
-            "--allow-private",
-            "--delay",
-            "0.01",
-            during=interrupt,
-        )
+    async with web(40, delay=0.05) as servers:
+        code, err = await split_crawl(servers, out, 3, "--delay", "0.01", during=interrupt)
     assert code == 130, err
     assert "Traceback" not in err
     assert len(workers) == 2
     assert not [pid for pid in workers if alive(pid)]
+    assert len(out.read_text().splitlines()) < len(servers) * 40
 
 
 @pytest.mark.parametrize(
