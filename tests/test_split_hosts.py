@@ -194,6 +194,36 @@ async def test_every_page_of_every_host_once(tmp_path: Path, processes: int) -> 
     assert figures["pages_ok"] == figures["items"] == len(servers) * 12  # workers' merged in
 
 
+async def test_the_link_graph_of_every_process_reaches_the_first(tmp_path: Path) -> None:
+    """The report's link graph: each root is linked from every root, whichever process
+    fetched the linking page."""
+    async with web(4, parts=2) as servers:
+        settings = Settings(
+            scope="any",
+            allow_private=True,
+            per_host_delay=0.0,
+            link_graph=True,
+            concurrency=16,
+        )
+        crawler = Crawler(
+            GenericSpider(),
+            settings,
+            start_urls=[servers[0].url("/")],
+            processes=2,
+            split="hosts",
+            outputs=[str(tmp_path / "out.jsonl")],
+        )
+        with trio.fail_after(30):
+            await crawler.run()
+    graph = crawler.store.link_graph()
+    assert graph is not None
+    roots = [s.url("/") for s in servers]
+    found = graph.referrers(roots)
+    for root in roots:
+        sources = {source for source, _anchor in found[root].links}
+        assert sources >= set(roots), (root, sources)
+
+
 async def test_a_killed_worker_ends_the_crawl_with_a_warning_not_a_hang(tmp_path: Path) -> None:
     # Each process owns at least two hosts of 30 pages, each answering 50 ms late, 2 at once:
     # a host needs at least 30 / 2 * 0.05 = 0.75 s. Once every host has had its robots.txt
