@@ -8,7 +8,7 @@ Run it through ``scripts/bench_broad`` (which makes sure the project venv exists
     scripts/bench_broad --https                  # every host over TLS (a local CA, --ca-bundle)
     scripts/bench_broad --resolver dns           # names from a local DNS server, not /etc/hosts
     scripts/bench_broad --slow-dns 50            # ... which answers 50 ms late
-    scripts/bench_broad --crawler-args '--processes 2' -c 1024
+    scripts/bench_broad --crawler-args '--processes 2 --split hosts'   # both cores, hosts split
 
 What it does:
 
