@@ -127,6 +127,14 @@ class Framed:
             buf += chunk
 
 
+def graph_wire(graph: PageGraph | None) -> tuple[Any, ...] | None:
+    """A page's link graph as a plain tuple to cross the socket (a dataclass unpickles
+    through Python code); ``PageGraph(*wire)`` on the other side."""
+    if graph is None:
+        return None
+    return (graph.source, graph.links, graph.out_of_scope, graph.noindex)
+
+
 def portable(exc: Exception) -> Exception:
     """An exception that survives pickling (the worker raises it as the store's answer)."""
     try:
@@ -322,10 +330,7 @@ class RemoteStore(CrawlStore):
         cid = self._claims.pop(claim)
         if new:
             self._remember(new)
-        # a plain tuple crosses the socket: a dataclass unpickles through Python code
-        wire = None
-        if graph is not None:
-            wire = (graph.source, graph.links, graph.out_of_scope, graph.noindex)
+        wire = graph_wire(graph)
         result: int = await self._call("complete", cid, list(new), list(items), wire)
         return result
 

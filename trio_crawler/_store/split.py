@@ -45,7 +45,7 @@ from .._graph import PageGraph
 from .._spider import Request
 from .base import Claim, NewRequest
 from .memory import MemoryStore
-from .remote import Framed, RemoteStore, Status
+from .remote import Framed, RemoteStore, Status, graph_wire
 
 if TYPE_CHECKING:
     from .._stats import Counters
@@ -69,13 +69,6 @@ def part_of(host: str, parts: int) -> int:
         return 0
     mixed = (zlib.crc32(host.encode()) * 0x9E3779B1) & 0xFFFFFFFF
     return (mixed >> 16) % parts
-
-
-def graph_wire(graph: PageGraph | None) -> tuple[Any, ...] | None:
-    """A page's link graph as a plain tuple (a dataclass unpickles through Python code)."""
-    if graph is None:
-        return None
-    return (graph.source, graph.links, graph.out_of_scope, graph.noindex)
 
 
 class _Part:
@@ -213,10 +206,9 @@ class SplitStore(RemoteStore):
     def _pushed(self, value: Any) -> None:
         new: list[NewRequest] = value
         self._received += len(new)
-        queued = self.local.add_now(new)
+        queued = self.local.add_now(new)  # wakes the scheduler when it queued any
         if self._counters is not None:
             self._counters.links_queued += queued
-        self.local.wake()
         self._report()
 
     def _apply_status(self, status: Status) -> None:
