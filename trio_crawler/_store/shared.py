@@ -103,8 +103,12 @@ class SharedStore(CrawlStore):
         super().__init__()
         self.inner = inner
         self._parts: HostParts | None = None
+        self._own_hosts: MemoryStore | None = None  # inner, with split hosts (memory only)
         if split == "hosts":
+            if not isinstance(inner, MemoryStore):
+                raise CrawlerError("--split hosts keeps each process' hosts in memory")
             self._parts = HostParts(processes)
+            self._own_hosts = inner
         else:
             # each process is served its own share of the hosts first (partition 0: this
             # one), so a host's requests go out from one process: its keep-alive connection
@@ -277,9 +281,8 @@ class SharedStore(CrawlStore):
     def _check_done(self) -> None:
         """``--split hosts``: when no process holds any work, wake this process' engine (its
         :meth:`outstanding` reads 0) and tell the workers."""
-        if self._parts is not None and self.outstanding() == 0:
-            assert isinstance(self.inner, MemoryStore)  # share() sees to it
-            self.inner.wake()
+        if self._own_hosts is not None and self.outstanding() == 0:
+            self._own_hosts.wake()
             self._bump()
 
     def watch_scope(self, listener: Callable[[str], None]) -> None:
@@ -468,9 +471,8 @@ class SharedStore(CrawlStore):
                 len(back),
                 lost,
             )
-        if back:
-            assert isinstance(self.inner, MemoryStore)  # share() sees to it
-            self.inner.add_now(back)
+        if back and self._own_hosts is not None:
+            self._own_hosts.add_now(back)
         self._check_done()
 
     def process_ended(self, pid: int) -> None:
@@ -513,9 +515,8 @@ class SharedStore(CrawlStore):
                 queued = await self.inner.add(self._parts.route(links))
                 if self._counters is not None:
                     self._counters.links_queued += queued
-            if items or graph is not None:
-                assert isinstance(self.inner, MemoryStore)  # share() sees to it
-                self.inner.export(items, None if graph is None else PageGraph(*graph))
+            if (items or graph is not None) and self._own_hosts is not None:
+                self._own_hosts.export(items, None if graph is None else PageGraph(*graph))
             return None
         if op == "report":  # --split hosts: the work a worker holds
             assert self._parts is not None
