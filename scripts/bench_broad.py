@@ -580,6 +580,12 @@ def print_notes(runs: Sequence[Run]) -> None:
             f"peak RSS of one process {run.measured.maxrss_mb:.0f} MB, "
             f"{run.measured.processes} processes",
         ]
+        m = run.measured
+        if m.started and v.first_arrival == v.first_arrival:
+            notes.append(
+                f"first request {(v.first_arrival - m.started) * 1000:.0f} ms after the launch, "
+                f"exit {(m.started + m.wall - v.last_answer) * 1000:.0f} ms after the last answer"
+            )
         if run.dns_queries:
             notes.append(f"{run.dns_queries} DNS queries ({run.dns_cpu:.2f} CPU s)")
         if v.robots_repeated:

@@ -44,6 +44,8 @@ class ServerView:
     max_in_flight: int  # most requests in flight at one host (arrived, not yet answered)
     hosts_over: int  # hosts that had more than the allowed requests in flight
     span: float  # first arrival to last answer
+    first_arrival: float  # the first request's arrival (monotonic clock; nan: none)
+    last_answer: float  # the last answer (monotonic clock; nan: none)
     late_p50: float  # how long after its due time (arrival + injected latency) the server
     late_p99: float  # answered: the server's own delay (it should be a few ms at most)
     late_max: float
@@ -156,6 +158,8 @@ def analyse(
         max_in_flight=most,
         hosts_over=over,
         span=last - min(arrival) if arrival else 0.0,
+        first_arrival=min(arrival) if arrival else math.nan,
+        last_answer=last if arrival else math.nan,
         late_p50=late[len(late) // 2] if late else 0.0,
         late_p99=late[int(0.99 * len(late))] if late else 0.0,
         late_max=late[-1] if late else 0.0,

@@ -207,6 +207,9 @@ class Measured:
     #: the start, RSS MB, PSS MB) samples, to see whether memory stays flat
     tree_pss_mb: float = 0.0
     series: tuple[tuple[float, float, float], ...] = ()
+    #: ``time.perf_counter()`` (the machine's monotonic clock, as ``time.monotonic()``) at the
+    #: launch: the start of ``wall``
+    started: float = 0.0
 
     @property
     def cpu(self) -> float:
@@ -409,6 +412,7 @@ def run_measured(
         returncode=process.returncode,
         timed_out=timed_out,
         wall=wall,
+        started=start,
         cpu_user=usage.ru_utime,
         cpu_sys=usage.ru_stime,
         maxrss_mb=usage.ru_maxrss / 1024,
