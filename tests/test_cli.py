@@ -123,6 +123,21 @@ async def test_crawl_to_stdout_by_default_and_quiet() -> None:
     assert result.stderr == b""
 
 
+async def test_the_command_ends_at_once_with_all_its_output_written() -> None:
+    """``cli()`` leaves with ``os._exit`` (no teardown of the crawl's objects): what was
+    buffered for standard output and standard error is flushed first, however much."""
+    graph = {f"/p{i}": [f"/p{(i + 1) % 300}", f"/p{(i * 7) % 300}"] for i in range(300)}
+    graph["/"] = ["/p0"]
+    async with open_site_server(site_from_links(graph)) as server:
+        result = await run_cli_async(
+            "crawl", server.url("/"), "--delay", "0", "--per-host-concurrency", "8"
+        )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == len(graph) and all(json.loads(line)["status"] == 200 for line in lines)
+    assert result.stderr.rstrip().endswith(b"\xe2\x94\x98")  # the summary table's last corner
+
+
 async def test_run_spider_from_a_users_file(tmp_path: Path) -> None:
     spider_file = tmp_path / "my_spider.py"
     spider_file.write_text(

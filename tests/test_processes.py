@@ -17,8 +17,9 @@ import trio
 from timing import assert_spaced, cross_process_slack
 
 from trio_crawler import Crawler, Settings
+from trio_crawler._worker import worker_main
 from trio_crawler.spiders.generic import GenericSpider
-from trio_crawler.testing import Response, SiteServer, open_site_server, site_from_links
+from trio_crawler.testing import Response, Site, SiteServer, open_site_server, site_from_links
 
 CLI = [sys.executable, "-m", "trio_crawler"]
 
@@ -32,6 +33,16 @@ def chain_site(pages: int, fanout: int = 4) -> tuple[dict[str, list[str]], set[s
     }
     graph["/"] = ["/p0", "/p1"]
     return graph, set(graph)
+
+
+def slow_site(graph: dict[str, list[str]], delay: float) -> Site:
+    """The site of ``graph``, every page answering ``delay`` seconds late."""
+    site = site_from_links(graph)
+    for path in graph:
+        page = site.routes[path]
+        assert isinstance(page, Response)
+        site.add(path, dataclasses.replace(page, delay=delay))
+    return site
 
 
 def children_of(pid: int) -> set[int]:
@@ -156,11 +167,7 @@ async def test_killed_worker_loses_no_page(tmp_path: Path) -> None:
     # certainly alive (and holding pages) when one is killed.
     graph, paths = chain_site(150)
     out = tmp_path / "out.jsonl"
-    site = site_from_links(graph)
-    for path in graph:
-        page = site.routes[path]
-        assert isinstance(page, Response)
-        site.add(path, dataclasses.replace(page, delay=0.05))
+    site = slow_site(graph, 0.05)
 
     async def kill_one(proc: trio.Process) -> None:
         workers = await wait_for_workers(proc, 2)
@@ -275,3 +282,72 @@ def test_a_workers_seen_hints_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> N
         assert len(store._seen) + len(store._seen_old) <= 8
     assert not store.seen_hint(1)  # rotated out
     assert store.seen_hint(10) and store.seen_hint(7)
+
+
+# --------------------------------------------------------------------------- forked workers
+def cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+async def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
+    """Forked before the event loop, a worker has the crawler imported and joins at once
+    instead of 0.3-0.4 s later: its command line is the parent's (a new interpreter's would
+    be ``-m trio_crawler _worker``). Every page answers 50 ms late, 2 at a time: the crawl of
+    40 pages lasts at least a second, so the workers are alive when they are looked at."""
+    graph, paths = chain_site(40)
+    out = tmp_path / "out.jsonl"
+    site = slow_site(graph, 0.05)
+    seen: list[bytes] = []
+
+    async def look(proc: trio.Process) -> None:
+        workers = await wait_for_workers(proc, 2)
+        parent = cmdline(proc.pid)
+        seen.extend(cmdline(pid) for pid in workers)
+        assert all(line == parent for line in seen), (parent, seen)
+
+    async with open_site_server(site) as server:
+        code, err = await run_crawl(
+            server,
+            out,
+            "--processes",
+            "3",
+            "--delay",
+            "0",
+            "--per-host-concurrency",
+            "2",
+            during=look,
+        )
+    assert code == 0, err
+    assert len(seen) == 2
+    assert sorted(page_paths(out, server)) == sorted(paths)
+    fetched = [r.path for r in server.requests if r.path != "/robots.txt"]
+    assert len(fetched) == len(set(fetched)) == len(paths)
+
+
+def test_a_fork_that_is_given_no_path_exits() -> None:
+    """A crawl that ends before its store listens gives its forks no path: each reads the end
+    of its pipe and exits, quietly."""
+    script = (
+        "import os\n"
+        "from trio_crawler._crawl.processes import fork_workers\n"
+        "from trio_crawler._worker import worker_main\n"
+        "forked = fork_workers(2, worker_main)\n"
+        "assert len(forked) == 2, forked\n"
+        "for child in forked:\n"
+        "    child.discard()\n"
+        "print([os.waitstatus_to_exitcode(os.waitpid(c.pid, 0)[1]) for c in forked])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[0, 0]"
+    assert result.stderr == ""
+
+
+async def test_inside_an_event_loop_workers_are_not_forked() -> None:
+    """Forking a process that runs trio (and its threads) is not safe: a crawler embedded in
+    a trio program starts its workers as new processes."""
+    crawler = Crawler(GenericSpider(start_urls=("http://127.0.0.1:9/",)), processes=2)
+    assert crawler.fork_workers(worker_main) == 0

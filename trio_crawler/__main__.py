@@ -1,8 +1,6 @@
 """``python -m trio_crawler``: the same as the ``trio-crawler`` command."""
 
-import sys
-
-from ._cli import main
+from ._cli import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

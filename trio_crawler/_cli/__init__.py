@@ -13,7 +13,7 @@ that ``status`` or ``export`` cannot read); 130 interrupted with Ctrl-C, 143 ter
 SIGTERM (output flushed, statistics printed).
 """
 
-from .commands import main
+from .commands import cli, main
 from .parser import build_parser
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "cli", "main"]

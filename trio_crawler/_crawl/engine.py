@@ -71,7 +71,14 @@ from .gate import RobotsGate, Sitemaps, is_sitemap
 from .outcome import Again, Done, Failed, Outcome
 from .pipeline import Pipeline
 from .politeness import Politeness
-from .processes import parent_concurrency, run_workers, share
+from .processes import (
+    ForkedWorker,
+    WorkerMain,
+    fork_workers,
+    parent_concurrency,
+    run_workers,
+    share,
+)
 from .processor import Processor
 from .redirects import Redirects
 from .render import Renderer, check_renderer
@@ -113,6 +120,9 @@ class Crawler:
     for broad crawls; in memory only). ``outputs``: files the items are written to
     (``.jsonl``, ``.csv``, ``.db``; ``-`` for stdout).
     """
+
+    #: worker processes forked before the event loop (:meth:`fork_workers`)
+    _forked: tuple[ForkedWorker, ...] = ()
 
     def __init__(
         self,
@@ -217,6 +227,21 @@ class Crawler:
         """
         return self._processor.items()
 
+    def fork_workers(self, worker_main: WorkerMain) -> int:
+        """Fork this crawl's worker processes now, before the event loop starts; how many.
+        ``worker_main`` is what each runs: ``trio_crawler._worker.worker_main``.
+
+        The command line does this. A new interpreter takes 0.3-0.4 s to import the crawler,
+        and the hosts of its share wait that long; a fork has it all imported and joins the
+        moment the crawl's store listens (see :mod:`trio_crawler._crawl.processes`). Call it
+        outside ``trio.run`` with no other thread running, then run the crawl. Where that
+        does not hold, or the platform has no ``fork`` and ``pidfd_open`` (Linux has), it
+        forks nothing (0) and the workers start as new processes, as they do without it.
+        """
+        if not self._forked and self._shared is not None:
+            self._forked = tuple(fork_workers(self._workers, worker_main))
+        return len(self._forked)
+
     def stop(self, reason: str = "interrupted") -> None:
         """Stop taking new requests; in-flight pages finish. Safe to call more than once."""
         if self._stop_reason is None:
@@ -312,6 +337,8 @@ class Crawler:
             )
             self._close_exporters()
             archive.close()
+            for child in self._forked:
+                child.discard()  # given no path (the crawl did not get that far): it exits
             self._drained.set()
             self._work_done.set()
 
@@ -365,7 +392,9 @@ class Crawler:
         if s.max_duration is not None:
             nursery.start_soon(self._deadline, s.max_duration, name="trio_crawler.deadline")
         if self._shared is not None:
-            nursery.start_soon(run_workers, self._shared, self._workers, name="trio_crawler.procs")
+            nursery.start_soon(
+                run_workers, self._shared, self._workers, self._forked, name="trio_crawler.procs"
+            )
         if self.exporters:
             nursery.start_soon(self._flush_outputs, name="trio_crawler.outputs")
 
