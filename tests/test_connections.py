@@ -19,7 +19,7 @@ import trio
 from hostile import head, raw, raw_server
 
 from trio_crawler._exceptions import FetchError
-from trio_crawler._http import AddressGuard, Fetcher, GuardedBackend, Resolver
+from trio_crawler._http import AddressGuard, Fetcher, GuardedBackend, Resolver, http11
 from trio_crawler._http.connections import Connections, Route
 from trio_crawler._http.http11 import request_head
 from trio_crawler._http.transport import GuardedTransport
@@ -344,6 +344,21 @@ def test_a_request_that_could_be_split_is_refused(
 def test_a_request_head() -> None:
     head_bytes = request_head(b"GET", b"/p?q=1", [(b"Host", b"a.example"), (b"X-E", b"")])
     assert head_bytes == b"GET /p?q=1 HTTP/1.1\r\nHost: a.example\r\nX-E: \r\n\r\n"
+
+
+def test_each_field_is_checked_once_and_a_bad_one_every_time() -> None:
+    """A crawl sends the same few fields again and again: each is checked once (remembered,
+    at most a bounded number); a field that failed is never remembered."""
+    good, bad = (b"X-Ok", b"1"), (b"X-Ok", b"1\r\nX-Injected: 1")
+    for _ in range(3):
+        assert request_head(b"GET", b"/", [good]).endswith(b"X-Ok: 1\r\n\r\n")
+        with pytest.raises(httpcore.LocalProtocolError):
+            request_head(b"GET", b"/", [good, bad])
+    for i in range(http11._CHECKED_MAX + 10):
+        request_head(b"GET", b"/", [(b"X-N", str(i).encode())])
+    assert len(http11._CHECKED) <= http11._CHECKED_MAX
+    with pytest.raises(httpcore.LocalProtocolError):
+        request_head(b"GET", b"/", [bad])
 
 
 async def test_http_1_0_keeps_the_connection_only_when_it_says_keep_alive() -> None:

@@ -25,12 +25,12 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
+from . import _extract
 from ._exceptions import FailureKind, SettingsError
+from ._records import quick_pickle
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser, LexborNode
-
-    from . import _extract
 
 #: What responses a spider wants handed to ``scrape``: parsed HTML only, JSON only, or anything.
 Accept: TypeAlias = Literal["html", "json", "any"]
@@ -47,6 +47,7 @@ MAX_DIV_TAGS = 20_000
 _DIV_TAG = re.compile(r"<(/?)div\b", re.IGNORECASE)
 
 
+@quick_pickle
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Request:
     """A URL to fetch, with what the spider wants to send and remember about it.
@@ -197,8 +198,6 @@ class Page:
         max_links: int = 10_000,
         link_text: bool = False,
     ) -> None:
-        from . import _extract
-
         self.request = request
         self.url = url
         self.status = status
@@ -250,8 +249,6 @@ class Page:
     @property
     def is_html(self) -> bool:
         """True when the body is HTML by its Content-Type, or by sniffing when that is absent."""
-        from . import _extract
-
         return _extract.sniff_is_html(self.headers.get("content-type"), self.body)
 
     @property
@@ -264,8 +261,6 @@ class Page:
         """The body decoded: BOM, then the charset header, then ``<meta charset>``, then a
         fallback (UTF-8 if it decodes, else windows-1252); never raises."""
         if self._text is None:
-            from . import _extract
-
             self._text = _extract.decode_body(self.body, self.headers.get("content-type"))[0]
         return self._text
 
@@ -300,8 +295,6 @@ class Page:
         directives of an HTML page (cached). The links carry their anchor text when the crawl
         keeps its link graph (``Settings.link_graph``)."""
         if self._extracted is None:
-            from . import _extract
-
             self._extracted = _extract.extract(
                 self.html, self.url, max_links=self._max_links, anchor_text=self._link_text
             )
