@@ -20,7 +20,7 @@ import pytest
 from trio_crawler._exceptions import FailureKind, SettingsError
 from trio_crawler._export import WRITE_THRESHOLD, Exporter, check_target, open_exporter
 from trio_crawler._export import sqlite as export_sqlite
-from trio_crawler._records import item_type_name, to_record
+from trio_crawler._records import item_type_name, quick_pickle, to_record
 
 # --- item kinds ------------------------------------------------------------------------------
 
@@ -943,3 +943,37 @@ def test_stdout_reader_gone_without_callback_raises(monkeypatch: pytest.MonkeyPa
         exporter.write_many([{"a": 1}])
     with pytest.raises(BrokenPipeError):
         exporter.write_many([{"a": 2}])
+
+
+# --------------------------------------------------------------------------- quick_pickle
+@quick_pickle
+@dataclasses.dataclass(frozen=True, slots=True)
+class _One:
+    only: int
+
+
+@quick_pickle
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Many:
+    a: int
+    b: tuple[str, ...] = ()
+    c: _One | None = None
+
+
+def test_quick_pickle_round_trips_and_reads_the_dataclass_modules_own_state() -> None:
+    import pickle
+
+    from trio_crawler._spider import Request
+    from trio_crawler._store.base import NewRequest
+
+    values: list[object] = [
+        _One(7),
+        _Many(a=1, b=("x", "y"), c=_One(2)),
+        NewRequest(Request(url="http://a.test/", depth=2, redirects=("http://b.test/",)), 5, "k"),
+    ]
+    for value in values:
+        assert pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) == value
+    # the dataclass module's own __getstate__ gives a list of the fields' values
+    fresh = object.__new__(_Many)
+    fresh.__setstate__([3, ("z",), None])  # type: ignore[attr-defined]
+    assert fresh == _Many(a=3, b=("z",))

@@ -16,11 +16,37 @@ import decimal
 import enum
 import json
 import math
+import operator
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-__all__ = ["encode_json", "item_type_name", "to_record"]
+__all__ = ["encode_json", "item_type_name", "quick_pickle", "to_record"]
+
+_C = TypeVar("_C", bound=type)
+
+
+def quick_pickle(cls: _C) -> _C:
+    """A slotted dataclass pickled in half the time: its state is one ``attrgetter`` call (a
+    tuple), set back field by field. The dataclass module's own looks the fields up on every
+    call. For what crosses between ``--processes`` on every page (requests, links, the
+    generic spider's records): 4.5 us a link there and back, 2.2 with this. A state pickled
+    by either one loads with the other."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    get = operator.attrgetter(*names)
+    single = len(names) == 1
+    set_field = object.__setattr__
+
+    def __getstate__(self: object) -> tuple[Any, ...]:
+        return (get(self),) if single else get(self)
+
+    def __setstate__(self: object, state: tuple[Any, ...]) -> None:
+        for name, value in zip(names, state, strict=True):
+            set_field(self, name, value)
+
+    setattr(cls, "__getstate__", __getstate__)  # noqa: B010  (a method on a built class)
+    setattr(cls, "__setstate__", __setstate__)  # noqa: B010
+    return cls
 
 # One encoder, built once: ``json.dumps`` with non-default arguments builds a new one per call.
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
+from .._records import quick_pickle
 from .._spider import Request
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from .._stats import Counters
 
 
+@quick_pickle
 @dataclasses.dataclass(frozen=True, slots=True)
 class NewRequest:
     """A request on its way into the frontier, with its dedupe fingerprint and host key."""

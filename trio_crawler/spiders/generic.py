@@ -7,9 +7,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .._records import quick_pickle
 from .._spider import Failure, Follow, Page, Spider, register
 
 
+@quick_pickle
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PageRecord:
     """What the generic spider records for every URL it tried."""
