@@ -48,9 +48,11 @@ async def run_crawl(
 ) -> int:
     """Run ``crawler`` to its end under the command line's signals and display; the exit code.
     Raises :class:`StartFailed` when it cannot start."""
-    from .._report import open_crawl_report
+    report = None
+    if getattr(args, "report", None):  # the report's modules load only for --report (20 ms)
+        from .._report import open_crawl_report
 
-    report = open_crawl_report(crawler, args)  # None without --report
+        report = open_crawl_report(crawler, args)
     signals_seen: list[int] = []
     started = False
     since: CrawlStats | None = None
