@@ -662,6 +662,16 @@ def test_add_seed_widens_scope() -> None:
     assert r.seed_origins() == frozenset({"http://example.com:80", "http://other.org:8080"})
 
 
+def test_a_seed_added_after_the_domain_scope_was_asked_widens_it() -> None:
+    """The seeds' registrable domains are found when the scope first asks (the public suffix
+    list costs 45 ms to load); a seed added later is counted from then on."""
+    r = rules(("https://www.example.co.uk/",), scope="domain")
+    assert r.in_scope("https://shop.example.co.uk/")
+    assert not r.in_scope("https://blog.other.org/")
+    r.add_seed("https://other.org/")
+    assert r.in_scope("https://blog.other.org/")
+
+
 def test_seed_origins() -> None:
     r = rules(("https://BÜCHER.example/a", "http://[::1]:8000/", "https://bücher.example/b"))
     assert r.seed_origins() == frozenset({"https://xn--bcher-kva.example:443", "http://[::1]:8000"})

@@ -357,7 +357,10 @@ class UrlRules:
         self._max_repeated = settings.max_repeated_segments
         self._max_depth = settings.max_path_depth
         self._seed_origins: set[str] = set()
-        self._seed_domains: set[str] = set()
+        self._seed_hosts: set[str] = set()
+        # the seeds' registrable domains, found when the "domain" scope first asks: building
+        # the public suffix list's tree costs 45 ms, which a crawl of another scope never pays
+        self._seed_domains: set[str] | None = None
         self._seed_origins_frozen: frozenset[str] = frozenset()
         # check(url) then fingerprint(url) is the common call pattern: parse once.
         self._memo_url: str | None = None
@@ -380,7 +383,8 @@ class UrlRules:
         if parts.scheme not in FOLLOWED_SCHEMES:
             raise SettingsError(f"start URL must be http or https, not {url[:200]!r}")
         self._seed_origins.add(_origin_of(parts))
-        self._seed_domains.add(registrable_domain(parts.host))
+        self._seed_hosts.add(parts.host)
+        self._seed_domains = None
         self._seed_origins_frozen = frozenset(self._seed_origins)
         self._check_cached.cache_clear()  # the scope changed
 
@@ -439,8 +443,12 @@ class UrlRules:
         if scope == "host":
             if f"{parts.scheme}://{parts.host}:{parts.port}" in self._seed_origins:
                 return True
-        elif registrable_domain(parts.host) in self._seed_domains:
-            return True
+        else:
+            domains = self._seed_domains
+            if domains is None:
+                domains = self._seed_domains = {registrable_domain(h) for h in self._seed_hosts}
+            if registrable_domain(parts.host) in domains:
+                return True
         return _domain_match(parts.host, self._allowed)
 
     def in_scope(self, url: str) -> bool:
