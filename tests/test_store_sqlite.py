@@ -248,16 +248,24 @@ async def test_full_disk_stops_the_crawl_and_keeps_what_was_committed(tmp_path: 
         store = SqliteStore(path, per_host_delay=0.0, per_host_concurrency=8, batch_pages=20)
         spider = GenericSpider(start_urls=(server.url("/"),))
         settings = loopback_settings(server, concurrency=8, per_host_concurrency=8)
-        original = store._writer.open
+        original = store._writer.commit
 
-        def open_then_fill_up(meta: Any) -> Any:
-            loaded = original(meta)
-            assert store._writer.conn is not None
-            used = store._writer.conn.execute("PRAGMA page_count").fetchone()[0]
-            store._writer.conn.execute(f"PRAGMA max_page_count = {used + 40}")
-            return loaded
+        def commit_then_fill_up(*args: Any, **kwargs: Any) -> Any:
+            # the disk fills right after the first commit that holds an item (a page done):
+            # what it holds is certainly kept, and the rest of the crawl (about 200 pages of
+            # SQLite) certainly does not fit in 20 more
+            result = original(*args, **kwargs)
+            conn = store._writer.conn
+            assert conn is not None
+            if (
+                conn.execute("PRAGMA max_page_count").fetchone()[0] > 1 << 20
+                and conn.execute("SELECT count(*) FROM items").fetchone()[0]
+            ):
+                used = conn.execute("PRAGMA page_count").fetchone()[0]
+                conn.execute(f"PRAGMA max_page_count = {used + 20}")
+            return result
 
-        store._writer.open = open_then_fill_up  # type: ignore[method-assign]
+        store._writer.commit = commit_then_fill_up  # type: ignore[method-assign]
         with trio.fail_after(20), pytest.raises(BaseExceptionGroup) as info:
             await crawl(spider, settings, store=store)
     errors = info.value.split(StoreError)[0]

@@ -151,8 +151,9 @@ class PlainStream(httpcore.AsyncNetworkStream):
     exception-mapping context manager, a cancel scope and trio's ``SocketStream`` checks, and
     trio's socket wraps each system call in another (async) context manager. Here a read or
     write is the system call itself, between the checkpoints trio's socket would make
-    (:func:`trio.lowlevel.checkpoint_if_cancelled` before, a yield after a call that did not
-    wait), and the timeout's cancel scope exists only while it waits for the socket. TLS
+    (:func:`trio.lowlevel.checkpoint_if_cancelled` before, a yield after a read that did not
+    wait; a write that went out whole does not yield, the read after it does), and the
+    timeout's cancel scope exists only while it waits for the socket. TLS
     (``start_tls``), the extra information (addresses, ``is_readable``) and closing stay with
     the inner stream.
     """
@@ -198,7 +199,9 @@ class PlainStream(httpcore.AsyncNetworkStream):
         except _SOCKET_ERRORS as exc:
             raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
         if sent == len(buffer):
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            # no yield: a request's write is always followed by a read of the answer, which
+            # waits (one task switch a request fewer), and Pace.sent() is stamped the moment
+            # the bytes left
             return
         view = memoryview(buffer)
         with trio.move_on_after(math.inf if timeout is None else timeout):
