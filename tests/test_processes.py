@@ -306,18 +306,9 @@ async def test_the_command_line_forks_its_workers(tmp_path: Path) -> None:
         seen.extend(cmdline(pid) for pid in workers)
         assert all(line == parent for line in seen), (parent, seen)
 
+    flags = ("--processes", "3", "--delay", "0", "--per-host-concurrency", "2")
     async with open_site_server(site) as server:
-        code, err = await run_crawl(
-            server,
-            out,
-            "--processes",
-            "3",
-            "--delay",
-            "0",
-            "--per-host-concurrency",
-            "2",
-            during=look,
-        )
+        code, err = await run_crawl(server, out, *flags, during=look)
     assert code == 0, err
     assert len(seen) == 2
     assert sorted(page_paths(out, server)) == sorted(paths)
