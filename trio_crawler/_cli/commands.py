@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import functools
 import logging
 import os
@@ -20,6 +19,7 @@ import trio
 
 from .._crawl import Crawler
 from .._exceptions import CrawlerError, SettingsError
+from .._export.text import flush_standard_streams
 from .._progress import Display, JsonFormatter
 from .._registry import load_spider, spider_names
 from .._settings import Settings
@@ -44,9 +44,7 @@ def cli() -> NoReturn:
     """
     code = main()
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # the reader went away, or closed
-            stream.flush()
+    flush_standard_streams()
     main_thread = threading.main_thread()
     if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
         sys.exit(code)

@@ -38,6 +38,7 @@ from typing import NoReturn, Protocol
 import trio
 
 from .._exceptions import SettingsError
+from .._export.text import flush_standard_streams
 from .._settings import Settings
 from .._spider import Request, Spider
 from .._store import CrawlStore, MemoryStore, SqliteStore
@@ -228,8 +229,7 @@ def fork_workers(count: int, worker_main: WorkerMain) -> list[ForkedWorker]:
     trio_crawler _worker --connect PATH`` would."""
     if count <= 0 or not can_fork():
         return []
-    for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
-        stream.flush()
+    flush_standard_streams()  # nothing buffered here is written twice
     forked: list[ForkedWorker] = []
     for _ in range(count):
         read_fd, write_fd = os.pipe()
@@ -265,27 +265,22 @@ def _forked_worker(read_fd: int, worker_main: WorkerMain) -> NoReturn:
     except Exception:  # printed as a new interpreter would; anything else ends it too
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
+        flush_standard_streams()
         os._exit(code)
 
 
 async def run_workers(store: SharedStore, count: int, forked: Sequence[ForkedWorker] = ()) -> None:
     """Start ``count`` worker processes once ``store`` listens (the ``forked`` ones first:
     they are given the path); wait for them. Cancelled, it gives each a moment to exit, then
-    kills it (its own children only, by PID)."""
-    try:
-        path = await store.wait_listening()
-        async with trio.open_nursery() as nursery:
-            for index in range(count):
-                child = forked[index] if index < len(forked) else None
-                nursery.start_soon(
-                    _run_worker, store, path, index, child, name=f"trio_crawler.proc-{index}"
-                )
-    finally:
-        for child in forked:
-            child.discard()  # never given a path: it exits
+    kills it (its own children only, by PID). A fork never given the path (cancelled first)
+    is let go by the crawl when it ends (:meth:`ForkedWorker.discard`)."""
+    path = await store.wait_listening()
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            child = forked[index] if index < len(forked) else None
+            nursery.start_soon(
+                _run_worker, store, path, index, child, name=f"trio_crawler.proc-{index}"
+            )
 
 
 async def _run_worker(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -82,6 +83,15 @@ def silence(stream: Any = None) -> None:
         os.dup2(devnull, fd)
     finally:
         os.close(devnull)
+
+
+def flush_standard_streams() -> None:
+    """Flush stdout and stderr, quietly when a reader went away or a stream is closed: before
+    a process ends with ``os._exit`` (which flushes nothing) or forks (so that nothing
+    buffered is written twice)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
 
 
 class FileSink:
