@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 import httpcore
 import pytest
 import trio
+import trio.testing
 from hostile import head, raw, raw_server
 
 from trio_crawler._exceptions import FetchError
@@ -176,6 +177,76 @@ async def test_a_cancelled_request_leaves_nothing_busy() -> None:
             assert conns.busy_count() == 0 and conns.idle_count() == 0
             assert await exchange(conns, server) == OK
             assert conns.idle_count() == 1
+            await conns.aclose()
+
+
+class GatedPace:
+    """A pace that waits for ``gate`` (once per request, as the crawl's pace does)."""
+
+    def __init__(self, gate: trio.Event) -> None:
+        self.gate = gate
+        self.waits = 0
+        self.sends = 0
+
+    async def __call__(self) -> None:
+        if self.waits:
+            return
+        self.waits += 1
+        await self.gate.wait()
+
+    def sent(self) -> None:
+        self.sends += 1
+
+
+async def test_a_request_paced_while_its_host_is_busy_waits_for_that_connection() -> None:
+    # the host's next request comes while its previous one is still out: it waits for its
+    # turn before dialling, and by then the first connection is back (no second connection)
+    with trio.fail_after(LIMIT):
+        async with counting_server() as server:
+            conns = connections(max_idle=4)
+            first = await conns.exchange(route(server), get(server, "/a"))
+            assert conns.busy_count() == 1
+            gate = trio.Event()
+            pace = GatedPace(gate)
+            request = get(server, "/b")
+            request.extensions[http11.PACE] = pace
+            async with trio.open_nursery() as nursery:
+                results: list[bytes] = []
+
+                async def second() -> None:
+                    response = await conns.exchange(route(server), request)
+                    results.append(await response.aread())
+                    await response.aclose()
+
+                nursery.start_soon(second)
+                await trio.testing.wait_all_tasks_blocked()
+                assert server.connections == 1  # waiting for its turn, not dialling
+                assert await first.aread() == OK
+                await first.aclose()
+                gate.set()
+            assert results == [OK]
+            assert (pace.waits, pace.sends) == (1, 1)
+            assert (server.connections, server.requests) == (1, 2)
+            await conns.aclose()
+
+
+async def test_a_paced_request_to_an_idle_host_dials_at_once() -> None:
+    # nothing of the host is busy: the connection is opened before the pace (the delay is
+    # counted from the write, and a new connection's handshake overlaps the wait)
+    with trio.fail_after(LIMIT):
+        async with counting_server() as server:
+            conns = connections(max_idle=4)
+            gate = trio.Event()
+            request = get(server, "/b")
+            request.extensions[http11.PACE] = GatedPace(gate)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conns.exchange, route(server), request)
+                for _ in range(100):  # the server's accept is seen after a few turns
+                    if server.connections:
+                        break
+                    await trio.sleep(0.01)
+                assert server.connections == 1 and server.requests == 0
+                nursery.cancel_scope.cancel()
             await conns.aclose()
 
 

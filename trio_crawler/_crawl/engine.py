@@ -457,18 +457,28 @@ class Crawler:
 
     async def _scheduler(self, send: trio.MemorySendChannel[tuple[object, Claim]]) -> None:
         async with send:
+            limiter = self._crawl_limiter
             while not self._should_stop_claiming():
                 token = object()
-                await self._crawl_limiter.acquire_on_behalf_of(token)
+                # a free slot and a fetcher waiting are taken without yielding (two task
+                # switches a request fewer); the loop still waits when the slots are taken or
+                # nothing is ready
+                try:
+                    limiter.acquire_on_behalf_of_nowait(token)
+                except trio.WouldBlock:
+                    await limiter.acquire_on_behalf_of(token)
                 try:
                     claim = await self._next_claim()
                     if claim is None:
-                        self._crawl_limiter.release_on_behalf_of(token)
+                        limiter.release_on_behalf_of(token)
                         break
-                    await send.send((token, claim))
+                    try:
+                        send.send_nowait((token, claim))
+                    except trio.WouldBlock:
+                        await send.send((token, claim))
                 except BaseException:
-                    if token in self._crawl_limiter.statistics().borrowers:
-                        self._crawl_limiter.release_on_behalf_of(token)
+                    if token in limiter.statistics().borrowers:
+                        limiter.release_on_behalf_of(token)
                     raise
         self._work_done.set()
 

@@ -95,10 +95,13 @@ PACE = "trio_crawler.pace"
 
 
 class Pace(Protocol):
-    """Awaited once per request right before it is written; :meth:`sent` is called once the
-    write returned. Between the two the write may yield to other tasks (a TLS stream takes a
+    """Awaited right before a request is written; :meth:`sent` is called once the write
+    returned. Between the two the write may yield to other tasks (a TLS stream takes a
     lock), so a host's next request is spaced from ``sent``, the moment the request is
-    certainly on the wire, not from the end of the wait."""
+    certainly on the wire, not from the end of the wait. A request may await its pace more
+    than once (before it dials while its host's connection is busy, see
+    :mod:`.connections`, and when it is sent again on a new connection): only the first
+    await waits."""
 
     async def __call__(self) -> None: ...
 
