@@ -181,17 +181,20 @@ async def test_a_cancelled_request_leaves_nothing_busy() -> None:
 
 
 class GatedPace:
-    """A pace that waits for ``gate`` (once per request, as the crawl's pace does)."""
+    """A pace whose turn comes when ``gate`` is set; counts what the connection asked."""
 
     def __init__(self, gate: trio.Event) -> None:
         self.gate = gate
-        self.waits = 0
+        self.readies = 0
+        self.turns = 0
         self.sends = 0
 
     async def __call__(self) -> None:
-        if self.waits:
-            return
-        self.waits += 1
+        self.turns += 1
+        await self.gate.wait()
+
+    async def ready(self) -> None:
+        self.readies += 1
         await self.gate.wait()
 
     def sent(self) -> None:
@@ -225,7 +228,8 @@ async def test_a_request_paced_while_its_host_is_busy_waits_for_that_connection(
                 await first.aclose()
                 gate.set()
             assert results == [OK]
-            assert (pace.waits, pace.sends) == (1, 1)
+            # it waited for the turn before dialling, and took it right before the write
+            assert (pace.readies, pace.turns, pace.sends) == (1, 1, 1)
             assert (server.connections, server.requests) == (1, 2)
             await conns.aclose()
 

@@ -1414,3 +1414,29 @@ async def test_a_hosts_next_request_is_spaced_from_when_the_last_write_returned(
     before = trio.current_time()
     await third()
     assert trio.current_time() == before
+
+
+async def test_waiting_for_a_turn_does_not_take_it(autojump_clock: trio.testing.MockClock) -> None:
+    """A request that waits for its host's turn before dialling (``ready``: its host's
+    connection was busy) takes the turn only right before its write. If another request of
+    the host goes first meanwhile (its connection was idle, this one's handshake was slow),
+    this one waits a whole delay after that one."""
+    settings = Settings(per_host_delay=0.25)
+    pacing = politeness.Politeness(settings, MemoryStore(), Resolver())
+    start = trio.current_time()
+    first = pacing.pacer("a")
+    await first()
+    first.sent()
+    dialling = pacing.pacer("a")
+    await dialling.ready()
+    assert trio.current_time() - start == pytest.approx(0.25)
+    other = pacing.pacer("a")  # found an idle connection: goes at once
+    await other()
+    other.sent()
+    assert trio.current_time() - start == pytest.approx(0.25)
+    await trio.sleep(0.1)  # the handshake
+    await dialling()
+    assert trio.current_time() - start == pytest.approx(0.5)
+    dialling.sent()
+    await dialling()  # sent again (a stale connection): no second wait
+    assert trio.current_time() - start == pytest.approx(0.5)

@@ -70,16 +70,19 @@ class _Pace:
         if self._paced:
             return  # the same request sent again (a stale keep-alive connection)
         self._paced = True
+        await self.ready()
+        self._politeness._mark_sent(self._key, trio.current_time())
+
+    async def ready(self) -> None:
+        """Return once the host's delay has passed since its last send (the turn not taken)."""
         politeness, key = self._politeness, self._key
         # read _last_sent after every wait: a prune meanwhile replaces the map, and a request
         # of the host sent meanwhile moves its time
         while True:
-            now = trio.current_time()
             ready = politeness._last_sent.get(key, -math.inf) + politeness._current_delay(key)
-            if now >= ready:
-                break
+            if trio.current_time() >= ready:
+                return
             await trio.sleep_until(ready)
-        politeness._mark_sent(key, now)
 
     def sent(self) -> None:
         self._politeness._mark_sent(self._key, trio.current_time())

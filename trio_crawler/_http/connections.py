@@ -34,11 +34,12 @@ not closed an idle connection, ``has_expired``); why, and the figures: its modul
   closes the oldest idle connection once its keep-alive time is over, so connections to
   hosts the crawl has left do not hold descriptors for long.
 * A request that finds no idle connection while one of its route's connections is busy
-  waits for its host's turn (its ``pace``, see :data:`~.http11.PACE`) *before* it opens a
-  new one, then looks for an idle connection again: the busy one is usually back by then
-  (the host's delay is longer than its answers take). Without this, a request that went out
-  late after its claim kept its connection busy when the host's next request came, and the
-  host got a second connection for nothing (2,085-2,185 connections for 2,000 hosts when the
+  waits until its host's turn comes (``Pace.ready``, see :data:`~.http11.PACE`) *before*
+  it opens a new one, then looks for an idle connection again: the busy one is usually back
+  by then (the host's delay is longer than its answers take). It takes the turn itself only
+  right before its write, as every request does. Without this, a request that went out late
+  after its claim kept its connection busy when the host's next request came, and the host
+  got a second connection for nothing (2,085-2,185 connections for 2,000 hosts when the
   scheduler handed claims out in bursts).
 * ``aclose()`` closes every connection, idle or busy.
 """
@@ -106,9 +107,9 @@ class Connections:
         if conn is None and key in self._busy_routes:
             pace = request.extensions.get(PACE)
             if pace is not None:
-                # the host's turn first: its busy connection may be idle by then (the pace
-                # is awaited once; the connection's own call returns at once)
-                await pace()
+                # wait for the host's turn: its busy connection may be idle by then (the
+                # turn is taken right before the write, on whichever connection)
+                await pace.ready()
                 conn = await self._take(key)
         while True:
             if conn is None:

@@ -95,15 +95,20 @@ PACE = "trio_crawler.pace"
 
 
 class Pace(Protocol):
-    """Awaited right before a request is written; :meth:`sent` is called once the write
-    returned. Between the two the write may yield to other tasks (a TLS stream takes a
-    lock), so a host's next request is spaced from ``sent``, the moment the request is
-    certainly on the wire, not from the end of the wait. A request may await its pace more
-    than once (before it dials while its host's connection is busy, see
-    :mod:`.connections`, and when it is sent again on a new connection): only the first
-    await waits."""
+    """A request's turn at its host. Awaited once per request right before it is written;
+    :meth:`sent` is called once the write returned. Between the two the write may yield to
+    other tasks (a TLS stream takes a lock), so a host's next request is spaced from
+    ``sent``, the moment the request is certainly on the wire, not from the end of the wait.
+    A request sent again (a stale keep-alive connection) does not wait twice.
+
+    :meth:`ready` waits for the turn without taking it: a request that would otherwise open
+    a second connection to a busy host waits there first (see :mod:`.connections`), and
+    still takes its turn right before the write, once its connection is ready (a handshake
+    can take longer than a delay, and another request of the host may go first)."""
 
     async def __call__(self) -> None: ...
+
+    async def ready(self) -> None: ...
 
     def sent(self) -> None: ...
 
