@@ -175,6 +175,40 @@ async def test_run_spider_from_a_users_file(tmp_path: Path) -> None:
     assert sorted(row["title"] for row in rows) == ["/", "/a"]
 
 
+async def test_the_command_keeps_its_modules_out_of_garbage_collections(tmp_path: Path) -> None:
+    """``cli()`` freezes what exists before the crawl (the modules): collections during the
+    crawl skip it, and forked workers share its pages."""
+    spider_file = tmp_path / "gc_spider.py"
+    spider_file.write_text(
+        textwrap.dedent(
+            """
+            import gc
+            from trio_crawler import Spider
+
+            class Frozen(Spider):
+                name = "frozen"
+
+                async def scrape(self, page):
+                    yield {"frozen": gc.get_freeze_count()}
+            """
+        )
+    )
+    async with open_site_server(site_from_links({"/": []})) as server:
+        result = await run_cli_async(
+            "run", f"{spider_file}:Frozen", "--start-url", server.url("/"), "-o", "-", "-q"
+        )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frozen"] > 10_000
+
+
+def test_main_called_by_a_program_leaves_its_garbage_collector_alone() -> None:
+    code = "import gc, trio_crawler._cli as c; c.main(['spiders']); print(gc.get_freeze_count())"
+    alone = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert alone.stdout.splitlines()[-1] == "0"
+
+
 async def test_ctrl_c_stops_gracefully_and_flushes(tmp_path: Path) -> None:
     site = Site()
     site.add("/", html_page("".join(f'<a href="/p{i}">p</a>' for i in range(400))))
