@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from interrupt import default_sigint
 
 from trio_crawler import FailureKind, FetchError
 from trio_crawler._browser import (
@@ -655,7 +656,12 @@ def test_ctrl_c_closes_the_browser(tmp_path: Path) -> None:
     _chromium_or_skip()
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
-    holder = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
     try:
         assert holder.stdout is not None
         pids = [int(p) for p in holder.stdout.readline().split()]  # a render is in flight

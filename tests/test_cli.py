@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from interrupt import default_sigint
 
 from trio_crawler import __version__
 from trio_crawler.testing import Response, Site, html_page, open_site_server, site_from_links
@@ -233,6 +234,7 @@ async def test_ctrl_c_stops_gracefully_and_flushes(tmp_path: Path) -> None:
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                preexec_fn=default_sigint,
             )
             try:
                 while len(server.requests) < 30:  # noqa: ASYNC110  (the server has no event)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from interrupt import default_sigint
 from timing import assert_spaced, cross_process_slack
 
 from trio_crawler import Crawler, Settings
@@ -77,7 +78,7 @@ async def run_crawl(
     command = [*CLI, "crawl", server.url("/"), "-o", str(out), "-q", *args]
     with trio.fail_after(40):
         proc = await trio.lowlevel.open_process(
-            command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=default_sigint
         )
         try:
             err = b""

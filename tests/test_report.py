@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+from interrupt import default_sigint
 
 from trio_crawler._cli import main
 from trio_crawler._report import (
@@ -635,6 +636,7 @@ async def test_crawl_report_after_ctrl_c(tmp_path: Path) -> None:
                 cwd=tmp_path,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                preexec_fn=default_sigint,
             )
             try:
                 await in_flight.wait()
