@@ -118,6 +118,40 @@ async def wait_for_workers(proc: trio.Process, count: int) -> set[int]:
     return children
 
 
+@pytest.mark.parametrize("split", ["shared", "hosts"])
+async def test_workers_whose_parent_is_killed_end_with_one_line(tmp_path: Path, split: str) -> None:
+    """The crawl's process killed mid-crawl (its store and outputs gone): each worker sees
+    its connection end and exits with one line, never a traceback."""
+    graph, _ = chain_site(400)
+    out = tmp_path / "out.jsonl"
+    workers: set[int] = set()
+
+    async def kill_parent(proc: trio.Process) -> None:
+        workers.update(await wait_for_workers(proc, 2))
+        await wait_for_requests(server, 30)  # mid-crawl: 400 pages answering 50 ms late
+        proc.kill()
+
+    async with open_site_server(slow_site(graph, 0.05)) as server:
+        # the workers hold the standard error pipe: it ends once they have exited
+        code, err = await run_crawl(
+            server,
+            out,
+            "--processes",
+            "3",
+            "--split",
+            split,
+            "--delay",
+            "0.01",
+            during=kill_parent,
+        )
+    assert code == -signal.SIGKILL
+    assert "Traceback" not in err, err
+    assert err.count("the crawl's parent process went away") == 2, err
+    with trio.fail_after(10):  # their standard error closed as they exited
+        while [pid for pid in workers if alive(pid)]:  # noqa: ASYNC110  (no event for it)
+            await trio.sleep(0.02)
+
+
 @pytest.mark.parametrize("processes", [2, 3])
 async def test_every_page_once(tmp_path: Path, processes: int) -> None:
     graph, paths = chain_site(300)

@@ -68,6 +68,19 @@ class CrawlerError(Exception):
     """Base class of every error the crawler raises on purpose."""
 
 
+def find_crawler_error(exc: BaseException) -> CrawlerError | None:
+    """``exc`` itself or the first :class:`CrawlerError` in its exception groups (a task of a
+    nursery raised it), or None: what a command reports in one line instead of a traceback."""
+    if isinstance(exc, CrawlerError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_crawler_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
 class SettingsError(CrawlerError, ValueError):
     """A setting is invalid. The message is one line, fit to show a user."""
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import trio
 
 from ._crawl import Crawler
-from ._exceptions import CrawlerError
+from ._exceptions import CrawlerError, find_crawler_error
 from ._registry import load_spider
 from ._store.remote import RemoteStore, connect_worker
 from ._store.split import SplitStore
@@ -24,8 +24,13 @@ def worker_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return trio.run(_worker, args.connect)
-    except CrawlerError as exc:
-        print(f"trio-crawler worker: error: {exc}", file=sys.stderr)
+    except (CrawlerError, BaseExceptionGroup) as exc:
+        # one line, as the command gives: the parent gone (killed), a spider that fails
+        # to load here; raised in a task of a nursery, it comes wrapped in a group
+        error = find_crawler_error(exc)
+        if error is None:
+            raise
+        print(f"trio-crawler worker: error: {error}", file=sys.stderr)
         return 1
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import trio
 
 from .._crawl import Crawler
-from .._exceptions import CrawlerError, SettingsError
+from .._exceptions import CrawlerError, SettingsError, find_crawler_error
 from .._export.text import flush_standard_streams
 from .._progress import Display, JsonFormatter
 from .._registry import load_spider, spider_names
@@ -115,8 +115,6 @@ def _stored(run: Any) -> int:
     try:
         code: int = run()
     except (CrawlerError, BaseExceptionGroup) as exc:
-        from .running import find_crawler_error
-
         error = find_crawler_error(exc)
         if error is None:
             raise

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import trio
 
 from .._crawl import Crawler
-from .._exceptions import CrawlerError, SettingsError, SpiderNotFound
+from .._exceptions import CrawlerError, SettingsError, SpiderNotFound, find_crawler_error
 from .._progress import Display, every_page_failed, show_progress, write_stats_json
 from .._stats import CrawlStats
 
@@ -168,14 +168,3 @@ def guarded(run: Callable[[], int], display: Display | None = None) -> int:
             raise
         display.error(str(error))
         return EXIT_USAGE if isinstance(error, SettingsError | SpiderNotFound) else EXIT_FAILED
-
-
-def find_crawler_error(exc: BaseException) -> CrawlerError | None:
-    if isinstance(exc, CrawlerError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = find_crawler_error(inner)
-            if found is not None:
-                return found
-    return None
