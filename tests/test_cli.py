@@ -139,29 +139,35 @@ async def test_the_command_ends_at_once_with_all_its_output_written() -> None:
     assert result.stderr.rstrip().endswith(b"\xe2\x94\x98")  # the summary table's last corner
 
 
+def users_spider(tmp_path: Path, name: str, source: str) -> str:
+    """A spider file of a user's (``source``, indented as in the test): its ``path:Class``."""
+    spider_file = tmp_path / f"{name.lower()}_spider.py"
+    spider_file.write_text(textwrap.dedent(source))
+    return f"{spider_file}:{name}"
+
+
 async def test_run_spider_from_a_users_file(tmp_path: Path) -> None:
-    spider_file = tmp_path / "my_spider.py"
-    spider_file.write_text(
-        textwrap.dedent(
-            """
-            from trio_crawler import Spider
+    spider = users_spider(
+        tmp_path,
+        "Titles",
+        """
+        from trio_crawler import Spider
 
-            class Titles(Spider):
-                name = "titles"
+        class Titles(Spider):
+            name = "titles"
 
-                async def scrape(self, page):
-                    yield {"title": page.extracted().title}
-                    for link in page.links():
-                        yield page.follow(link)
-            """
-        )
+            async def scrape(self, page):
+                yield {"title": page.extracted().title}
+                for link in page.links():
+                    yield page.follow(link)
+        """,
     )
     site = site_from_links({"/": ["/a"], "/a": []})
     out = tmp_path / "titles.csv"
     async with open_site_server(site) as server:
         result = await run_cli_async(
             "run",
-            f"{spider_file}:Titles",
+            spider,
             "--start-url",
             server.url("/"),
             "-o",
@@ -179,25 +185,22 @@ async def test_run_spider_from_a_users_file(tmp_path: Path) -> None:
 async def test_the_command_keeps_its_modules_out_of_garbage_collections(tmp_path: Path) -> None:
     """``cli()`` freezes what exists before the crawl (the modules): collections during the
     crawl skip it, and forked workers share its pages."""
-    spider_file = tmp_path / "gc_spider.py"
-    spider_file.write_text(
-        textwrap.dedent(
-            """
-            import gc
-            from trio_crawler import Spider
+    spider = users_spider(
+        tmp_path,
+        "Frozen",
+        """
+        import gc
+        from trio_crawler import Spider
 
-            class Frozen(Spider):
-                name = "frozen"
+        class Frozen(Spider):
+            name = "frozen"
 
-                async def scrape(self, page):
-                    yield {"frozen": gc.get_freeze_count()}
-            """
-        )
+            async def scrape(self, page):
+                yield {"frozen": gc.get_freeze_count()}
+        """,
     )
     async with open_site_server(site_from_links({"/": []})) as server:
-        result = await run_cli_async(
-            "run", f"{spider_file}:Frozen", "--start-url", server.url("/"), "-o", "-", "-q"
-        )
+        result = await run_cli_async("run", spider, "--start-url", server.url("/"), "-o", "-", "-q")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["frozen"] > 10_000
 
