@@ -34,7 +34,10 @@ What it does:
    connection, per-host politeness as the server saw it (gaps between arrivals at one host,
    requests in flight at one host), and the check: every page found once, nothing else,
    nothing robots.txt disallows fetched, no host asked for a page before its robots.txt, no
-   host with more requests in flight than allowed.
+   host with more requests in flight than allowed. Per run, a note compares the run with the
+   same crawl limited only by a CPU that does as many requests a second as the run's busiest
+   second (``bench_broad_sim.simulate_cpu``): what the CPU explains, and what is lost
+   elsewhere (the ramp, the tail, startup and exit).
 
 It prints figures and never judges speed. Exit status: 0, or 1 when a correctness check failed,
 or 2 when setup failed (one line on stderr saying why).
@@ -65,7 +68,7 @@ import bench_broad_hosts
 import bench_procs
 from bench_broad_analysis import GAP_LIMIT, ServerView, analyse, merge, problems
 from bench_broad_server import read_log
-from bench_broad_sim import Ideal, politeness_bound, simulate
+from bench_broad_sim import Ideal, politeness_bound, simulate, simulate_cpu
 from bench_broad_site import Site
 from bench_procs import Measured, SetupError
 from bench_site import Check, check_output
@@ -322,6 +325,7 @@ class Run:
     ideal: float
     dns_queries: int
     note: str = ""  # why a run failed outside the checks (exit status, timeout)
+    cpu_bound: float = math.nan  # simulate_cpu at the run's busiest second (see print_notes)
 
     @property
     def failures(self) -> list[str]:
@@ -438,6 +442,15 @@ def one_run(ctx: Context, crawler: str, index: int) -> Run:
     check = check_output(out, ctx.expected, "none://-", url_key, error_key=error_key)
     server_cpu, dns_cpu = http1 - http0, dns1 - dns0
     other = (busy1 - busy0) - m.cpu - server_cpu - dns_cpu - (self1 - self0)
+    cpu_bound = math.nan
+    if view.peak_rate and view.missing == 0:
+        cpu_bound = simulate_cpu(
+            ctx.site,
+            rate=view.peak_rate,
+            concurrency=ctx.args.concurrency,
+            per_host=ctx.per_host_limit,
+            started_first=crawler == "trio-crawler",
+        ).wall
     note = ""
     if m.timed_out:
         note = f"timed out after {m.wall:.0f} s"
@@ -455,6 +468,7 @@ def one_run(ctx: Context, crawler: str, index: int) -> Run:
         ideal=ctx.ideal.wall,
         dns_queries=queries,
         note=note,
+        cpu_bound=cpu_bound,
     )
 
 
@@ -585,6 +599,13 @@ def print_notes(runs: Sequence[Run]) -> None:
             notes.append(
                 f"first request {(v.first_arrival - m.started) * 1000:.0f} ms after the launch, "
                 f"exit {(m.started + m.wall - v.last_answer) * 1000:.0f} ms after the last answer"
+            )
+        if run.cpu_bound == run.cpu_bound:
+            order = "started hosts first" if run.crawler == "trio-crawler" else "in turn"
+            notes.append(
+                f"busiest second {v.peak_rate} requests; a crawl whose only limit is a CPU "
+                f"doing that many a second ({order}) takes {run.cpu_bound:.2f} s of this run's "
+                f"{v.span:.2f} s from the first request to the last answer"
             )
         if run.dns_queries:
             notes.append(f"{run.dns_queries} DNS queries ({run.dns_cpu:.2f} CPU s)")

@@ -52,6 +52,7 @@ class ServerView:
     bad_requests: int
     wrong_address: int
     unstamped: int = 0  # reads the kernel gave no receive time (stamped when read instead)
+    peak_rate: int = 0  # most arrivals within one second (the crawl's busiest second)
 
     @property
     def per_connection(self) -> float:
@@ -136,6 +137,12 @@ def analyse(
     gaps.sort()
     late.sort()
     expected = site.hosts * site.pages
+    times = sorted(arrival)
+    peak_rate = start = 0
+    for end, t in enumerate(times):  # the widest window of arrivals less than 1 s apart
+        while t - times[start] >= 1.0:
+            start += 1
+        peak_rate = max(peak_rate, end - start + 1)
     return ServerView(
         requests=len(arrival),
         connections=len(arrays.get("conn_open", [])),
@@ -166,6 +173,7 @@ def analyse(
         bad_requests=counters.get("bad_requests", 0),
         wrong_address=counters.get("wrong_address", 0),
         unstamped=counters.get("unstamped", 0),
+        peak_rate=peak_rate,
     )
 
 

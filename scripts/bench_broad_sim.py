@@ -10,6 +10,12 @@ same latency for every request), with no CPU cost at all:
   found (breadth-first), a link known only when the page that holds it has been answered. A free
   slot goes to the host that has waited longest. Its wall time is what a crawler with an
   infinitely fast CPU, and this scheduling, would take.
+* :func:`simulate_cpu` - the same crawl with a CPU as its limit: a CPU that does ``rate``
+  requests a second, in turn, part of each before it is sent and the rest after its answer
+  (before its links are known). Fed the busiest second a run had at the server, it tells how
+  much of that run's wall time the CPU explains and how much the rest does (the ramp, the tail,
+  startup and exit); ``started_first`` serves the hosts the crawl has started before new ones,
+  as trio-crawler's frontier does (its ``warm_lead``).
 * :func:`politeness_bound` - a lower bound no crawler can beat: each page's earliest answer if
   every link were followed at once (shortest paths, robots.txt first on each host), then per host
   its requests paced ``delay`` apart in the order they become possible. It ignores the global
@@ -142,6 +148,143 @@ def simulate(
             w = waiting.popleft()
             hosts[w].waiting = False
             try_start(w, now)
+    return Ideal(wall=last, requests=requests, pages=pages, max_in_flight=most)
+
+
+class _CpuHost:
+    __slots__ = ("in_flight", "listed", "next_start", "queue", "robots", "started", "wake")
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[int] = collections.deque()
+        self.in_flight = 0
+        self.next_start = 0.0
+        self.robots = 0  # 0: not started, 1: in flight, 2: answered
+        self.wake = -1.0  # time of the pending wake-up event, -1: none
+        self.listed = False  # in the heap of ready hosts
+        self.started = False
+
+
+def simulate_cpu(
+    site: Site,
+    *,
+    rate: float,
+    concurrency: int = 256,
+    per_host: int = 2,
+    delay: float = 0.25,
+    send_share: float = 0.35,
+    started_first: bool = True,
+    links: dict[tuple[int, int], list[Link]] | None = None,
+) -> Ideal:
+    """The crawl of ``site`` with a CPU as its limit (see the module docstring).
+
+    A request is claimed when its host is ready and one of the ``concurrency`` slots is free
+    (a host's claims ``delay`` apart); it then waits for the CPU (``send_share / rate``
+    seconds of it) before it is sent, is answered ``site.delay`` later, and waits for the CPU
+    again (the rest of its ``1 / rate``); only then are its links known and its slot free. The
+    CPU works in turn (first come, first served). Ready hosts are served by the time they
+    became ready, with ``started_first`` those the crawl has started before any new one."""
+    if rate <= 0 or not 0 <= send_share <= 1:
+        raise ValueError("rate must be positive and send_share within [0, 1]")
+    get_links = (lambda h, i: links[h, i]) if links is not None else site.links
+    send_cost, answer_cost = send_share / rate, (1 - send_share) / rate
+    hosts: dict[int, _CpuHost] = {}
+    seen: set[tuple[int, int]] = set()
+    wake, sent, answered, done = 0, 1, 2, 3
+    events: list[tuple[float, int, int, int, int]] = []  # (time, seq, kind, host, page)
+    ready: list[tuple[float, float, int, int]] = []  # (new host?, ready time, seq, host)
+    seq = 0
+    cpu_free = 0.0  # when the CPU is through with the work handed to it so far
+    total = most = requests = pages = 0
+    last = 0.0
+
+    def push(t: float, kind: int, h: int, what: int) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (t, seq, kind, h, what))
+
+    def cpu(now: float, cost: float) -> float:
+        nonlocal cpu_free
+        cpu_free = max(cpu_free, now) + cost
+        return cpu_free
+
+    def eligible(host: _CpuHost) -> bool:
+        if host.robots == 0:
+            return host.in_flight == 0
+        return host.robots == 2 and bool(host.queue) and host.in_flight < per_host
+
+    def consider(h: int, now: float) -> None:
+        nonlocal seq
+        host = hosts[h]
+        if host.listed or not eligible(host):
+            return
+        if now < host.next_start:
+            if host.wake != host.next_start:
+                host.wake = host.next_start
+                push(host.next_start, wake, h, 0)
+            return
+        host.listed = True
+        seq += 1
+        heapq.heappush(ready, (0.0 if host.started or not started_first else 1.0, now, seq, h))
+
+    def discover(h: int, i: int, now: float) -> None:
+        if (h, i) in seen:
+            return
+        seen.add((h, i))
+        if h not in hosts:
+            hosts[h] = _CpuHost()
+        hosts[h].queue.append(i)
+        consider(h, now)
+
+    def claim(now: float) -> None:
+        nonlocal total, most, requests
+        while ready and total < concurrency:
+            h = heapq.heappop(ready)[3]
+            host = hosts[h]
+            host.listed = False
+            if not eligible(host) or now < host.next_start:
+                consider(h, now)
+                continue
+            if host.robots == 0:
+                host.robots = 1
+                what = ROBOTS_PAGE
+            else:
+                what = host.queue.popleft()
+            host.started = True
+            host.in_flight += 1
+            host.next_start = now + delay
+            total += 1
+            most = max(most, total)
+            requests += 1
+            push(cpu(now, send_cost), sent, h, what)
+            consider(h, now)
+
+    for h in range(min(site.seeds, site.hosts)):
+        discover(h, 0, 0.0)
+    claim(0.0)
+    while events:
+        now, _, kind, h, what = heapq.heappop(events)
+        host = hosts[h]
+        if kind == wake:
+            if host.wake == now:
+                host.wake = -1.0
+            consider(h, now)
+        elif kind == sent:
+            push(now + site.delay(h, what), answered, h, what)
+        elif kind == answered:
+            push(cpu(now, answer_cost), done, h, what)
+        else:
+            last = now
+            host.in_flight -= 1
+            total -= 1
+            if what == ROBOTS_PAGE:
+                host.robots = 2
+            else:
+                pages += 1
+                for link in get_links(h, what):
+                    if link.page != PRIVATE_PAGE:
+                        discover(link.host, link.page, now)
+            consider(h, now)
+        claim(now)
     return Ideal(wall=last, requests=requests, pages=pages, max_in_flight=most)
 
 

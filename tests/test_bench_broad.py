@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import bench_broad_analysis as analysis
 import bench_broad_dns as dns
 import bench_broad_hosts as hosts
-from bench_broad_sim import politeness_bound, simulate
+from bench_broad_sim import politeness_bound, simulate, simulate_cpu
 from bench_broad_site import PRIVATE_PAGE, ROBOTS_PAGE, Site
 
 ORIGINAL = "127.0.0.1 localhost\n# a comment\n::1 ip6-localhost\n"
@@ -171,6 +171,39 @@ def test_a_global_cap_slows_the_ideal_crawl() -> None:
     assert simulate(site, concurrency=4).wall > simulate(site, concurrency=10**9).wall
 
 
+@pytest.mark.parametrize("started_first", [True, False])
+def test_the_cpu_bound_crawl_fetches_everything_once(started_first: bool) -> None:
+    site = Site(300, 5, 18480)
+    bound = simulate_cpu(site, rate=500.0, concurrency=16, started_first=started_first)
+    assert (bound.pages, bound.requests) == (300 * 5, 300 * 5 + 300)
+    assert bound.max_in_flight <= 16
+    assert bound.wall >= bound.requests / 500.0  # the CPU did a request at a time
+    assert bound.wall >= politeness_bound(site) - 1e-9
+
+
+def test_a_slower_cpu_makes_a_longer_crawl() -> None:
+    site = Site(300, 10, 18480)
+    walls = [simulate_cpu(site, rate=r).wall for r in (1e9, 3000.0, 1000.0)]
+    assert walls == sorted(walls)
+    assert walls[2] >= site.hosts * (site.pages + 1) / 1000.0
+
+
+def test_an_endless_cpu_serving_in_turn_is_the_ideal_crawler() -> None:
+    site = Site(300, 10, 18480)
+    free = simulate_cpu(site, rate=1e12, send_share=0.0, started_first=False)
+    assert free.wall == pytest.approx(simulate(site).wall, rel=0.02)
+
+
+def test_one_host_waits_for_the_cpu_and_the_delay() -> None:
+    site = Site(1, 1, 1, jitter=0.0)
+    # robots.txt: 0.1 s of CPU (half before, half after), 50 ms away; the page a delay after
+    # robots.txt was claimed, then the same
+    bound = simulate_cpu(site, rate=10.0, send_share=0.5)
+    assert bound.wall == pytest.approx(max(0.05 + 0.05 + 0.05, 0.25) + 0.05 + 0.05 + 0.05)
+    with pytest.raises(ValueError, match="rate"):
+        simulate_cpu(site, rate=0.0)
+
+
 # --------------------------------------------------------------------------- the server's log
 
 
@@ -184,6 +217,14 @@ def _log(rows: list[tuple[float, float, int, int, int]], conns: int) -> dict[str
     return arrays
 
 
+def test_the_busiest_second_is_the_widest_window_under_one_second() -> None:
+    site = Site(1, 6, 1, jitter=0.0)
+    times = [0.0, 0.2, 0.4, 1.2, 1.3, 1.35]  # 0.4 .. 1.35: four arrivals within 0.95 s
+    rows = [(t, t + 0.05, 0, 0, page) for page, t in enumerate(times)]
+    assert analysis.analyse(site, _log(rows, conns=1), {}).peak_rate == 4
+    assert analysis.analyse(site, _log([], conns=0), {}).peak_rate == 0
+
+
 def test_analysis_of_a_polite_complete_crawl() -> None:
     site = Site(1, 2, 1, jitter=0.0)
     rows = [(0.0, 0.05, 0, 0, ROBOTS_PAGE), (0.25, 0.30, 0, 0, 0), (0.50, 0.55, 0, 0, 1)]
@@ -195,6 +236,7 @@ def test_analysis_of_a_polite_complete_crawl() -> None:
     assert (view.gaps, view.gaps_below, view.max_in_flight, view.missing) == (2, 0, 1, 0)
     assert view.late_max == pytest.approx(0.0, abs=1e-9)
     assert (view.robots_fetches, view.robots_repeated) == (1, 0)
+    assert view.peak_rate == 3  # all three within one second
     again = analysis.analyse(site, _log([*rows, (0.75, 0.80, 1, 0, ROBOTS_PAGE)], conns=2), {})
     assert (again.robots_fetches, again.robots_repeated) == (2, 1)
 
