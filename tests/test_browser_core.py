@@ -311,10 +311,12 @@ class FakeBrowser:
                     await self.send({"id": command["id"], "result": {"echo": method}})
 
 
-async def _connected(nursery: trio.Nursery) -> tuple[CdpConnection, FakeBrowser]:
+async def _connected(
+    nursery: trio.Nursery, *, exit_grace: float = 0.0
+) -> tuple[CdpConnection, FakeBrowser]:
     to_browser_send, to_browser_receive = trio.testing.memory_stream_one_way_pair()
     to_crawler_send, to_crawler_receive = trio.testing.memory_stream_one_way_pair()
-    connection = CdpConnection(to_browser_send, to_crawler_receive)
+    connection = CdpConnection(to_browser_send, to_crawler_receive, exit_grace=exit_grace)
     fake = FakeBrowser(to_crawler_send, to_browser_receive)
     nursery.start_soon(fake.serve)
     await nursery.start(connection.run)
@@ -370,6 +372,41 @@ async def test_events_go_to_their_session_and_unknown_ones_are_dropped() -> None
                 await session.events.receive()
             assert session.closed
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("exited", [True, False])
+async def test_a_closed_pipe_waits_a_moment_for_the_exit_code(
+    autojump_clock: trio.testing.MockClock, exited: bool
+) -> None:
+    # the browser's pipe and its process end together; which one the crawl notices first is
+    # a race, and the exit code is the better reason: it gets the grace to win it
+    async with trio.open_nursery() as nursery:
+        connection, fake = await _connected(nursery, exit_grace=1.0)
+        caught: list[BaseException] = []
+
+        async def waiting() -> None:
+            try:
+                await connection.execute("Hold")
+            except BrowserCrashed as exc:
+                caught.append(exc)
+
+        nursery.start_soon(waiting)
+        while not fake.held:
+            await trio.testing.wait_all_tasks_blocked()
+        await fake.out.aclose()
+        start = trio.current_time()
+        if exited:
+            await trio.sleep(0.5)
+            assert not connection.broken.is_set() and not caught
+            connection.fail("the browser exited (code -9)")  # what its process watcher says
+        await connection.broken.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        waited = trio.current_time() - start
+        if exited:
+            assert waited == pytest.approx(0.5) and "exited (code -9)" in str(caught[0])
+        else:
+            assert waited == pytest.approx(1.0) and "closed its DevTools pipe" in str(caught[0])
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_closed_pipe_breaks_every_waiter_and_session() -> None:

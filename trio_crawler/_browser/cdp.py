@@ -87,9 +87,18 @@ class CdpSession:
 class CdpConnection:
     """Commands and events over a pair of byte streams (the pipe's two ends)."""
 
-    def __init__(self, send_stream: trio.abc.SendStream, receive_stream: trio.abc.ReceiveStream):
+    def __init__(
+        self,
+        send_stream: trio.abc.SendStream,
+        receive_stream: trio.abc.ReceiveStream,
+        *,
+        exit_grace: float = 0.0,
+    ):
+        """``exit_grace``: when the browser closes its end of the pipe, how long to wait for
+        its owner to break the connection with a better reason (the browser's exit code)."""
         self._out = send_stream
         self._in = receive_stream
+        self._exit_grace = exit_grace
         self._ids = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
         self._sessions: dict[str, CdpSession] = {}
@@ -140,6 +149,10 @@ class CdpConnection:
                 self.fail(f"the DevTools pipe broke: {exc or type(exc).__name__}")
                 return
             if not data:
+                # A browser closes its end as it exits, and whether the pipe or the process
+                # is noticed first is a race: give the exit code a moment to win it.
+                with trio.move_on_after(self._exit_grace):
+                    await self.broken.wait()
                 self.fail("the browser closed its DevTools pipe")
                 return
             try:

@@ -214,6 +214,9 @@ class Chromium:
         self.connection.fail(f"the browser exited (code {code})")
 
 
+#: Seconds a closed DevTools pipe waits for the browser's exit code (see CdpConnection).
+EXIT_GRACE = 1.0
+
 _PROFILE_PREFIX = "trio-crawler-chromium-"
 _OWNER_FILE = "trio-crawler-owner.pid"
 
@@ -329,7 +332,7 @@ async def open_chromium(options: BrowserOptions) -> AsyncIterator[Chromium]:
             os.close(fd)
         out_stream = trio.lowlevel.FdStream(to_child)
         in_stream = trio.lowlevel.FdStream(from_child)
-        connection = CdpConnection(out_stream, in_stream)
+        connection = CdpConnection(out_stream, in_stream, exit_grace=EXIT_GRACE)
         chromium = Chromium(process, connection, profile)
         failure: BrowserUnavailable | None = None
         async with trio.open_nursery() as nursery:
