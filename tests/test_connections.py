@@ -9,6 +9,8 @@ whole response, ``/big`` is 1 MiB, anything else a short page.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from hostile import head, raw, raw_server
 
 from trio_crawler._exceptions import FetchError
 from trio_crawler._http import AddressGuard, Fetcher, GuardedBackend, Resolver, http11
+from trio_crawler._http.backend import dial
 from trio_crawler._http.connections import Connections, Route
 from trio_crawler._http.http11 import request_head
 from trio_crawler._http.transport import GuardedTransport
@@ -521,6 +524,48 @@ async def test_a_closed_stream_refuses_reads_and_writes() -> None:
                 await stream.read(10)
             with pytest.raises(httpcore.WriteError):
                 await stream.write(b"GET / HTTP/1.1\r\n\r\n")
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1"])
+async def test_dial_connects_to_one_address(ip: str) -> None:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family) as listener:
+        listener.bind((ip, 0))
+        listener.listen(8)  # the kernel completes the handshake: no accept needed
+        with trio.fail_after(LIMIT):
+            stream = await dial(ip, listener.getsockname()[1], timeout=5.0)
+        sock = stream.get_extra_info("socket")
+        assert sock.family == family
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert sock.getpeername()[:2] == listener.getsockname()[:2]
+        await stream.aclose()
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_refused_dial_is_a_connect_error_and_closes_its_socket() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once it is closed
+    before = _open_descriptors()
+    with trio.fail_after(LIMIT), pytest.raises(httpcore.ConnectError, match=f"127.0.0.1:{port}"):
+        await dial("127.0.0.1", port, timeout=5.0)
+    assert _open_descriptors() == before
+
+
+async def test_a_dial_that_never_completes_times_out_and_closes_its_socket() -> None:
+    # a listener whose queue holds one connection, and holds it: the next handshake's SYN
+    # is dropped, so that connect never completes
+    with socket.socket() as listener, socket.socket() as first:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        first.connect(listener.getsockname())
+        before = _open_descriptors()
+        with trio.fail_after(LIMIT), pytest.raises(httpcore.ConnectTimeout):
+            await dial("127.0.0.1", listener.getsockname()[1], timeout=0.3)
+        assert _open_descriptors() == before
 
 
 async def _resolve_to_loopback(host: str, port: int) -> list[str]:
