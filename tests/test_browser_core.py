@@ -374,6 +374,24 @@ async def test_events_go_to_their_session_and_unknown_ones_are_dropped() -> None
             nursery.cancel_scope.cancel()
 
 
+async def _holding(
+    nursery: trio.Nursery, connection: CdpConnection, fake: FakeBrowser
+) -> list[BaseException]:
+    """A command the fake browser holds unanswered; what it raises, once it does."""
+    caught: list[BaseException] = []
+
+    async def waiting() -> None:
+        try:
+            await connection.execute("Hold")
+        except BrowserCrashed as exc:
+            caught.append(exc)
+
+    nursery.start_soon(waiting)
+    while not fake.held:
+        await trio.testing.wait_all_tasks_blocked()
+    return caught
+
+
 @pytest.mark.parametrize("exited", [True, False])
 async def test_a_closed_pipe_waits_a_moment_for_the_exit_code(
     autojump_clock: trio.testing.MockClock, exited: bool
@@ -382,17 +400,7 @@ async def test_a_closed_pipe_waits_a_moment_for_the_exit_code(
     # a race, and the exit code is the better reason: it gets the grace to win it
     async with trio.open_nursery() as nursery:
         connection, fake = await _connected(nursery, exit_grace=1.0)
-        caught: list[BaseException] = []
-
-        async def waiting() -> None:
-            try:
-                await connection.execute("Hold")
-            except BrowserCrashed as exc:
-                caught.append(exc)
-
-        nursery.start_soon(waiting)
-        while not fake.held:
-            await trio.testing.wait_all_tasks_blocked()
+        caught = await _holding(nursery, connection, fake)
         await fake.out.aclose()
         start = trio.current_time()
         if exited:
@@ -414,17 +422,7 @@ async def test_a_closed_pipe_breaks_every_waiter_and_session() -> None:
         async with trio.open_nursery() as nursery:
             connection, fake = await _connected(nursery)
             session = connection.session("S")
-            caught: list[BaseException] = []
-
-            async def waiting() -> None:
-                try:
-                    await connection.execute("Hold")
-                except BrowserCrashed as exc:
-                    caught.append(exc)
-
-            nursery.start_soon(waiting)
-            while not fake.held:
-                await trio.testing.wait_all_tasks_blocked()
+            caught = await _holding(nursery, connection, fake)
             await fake.out.aclose()  # the browser died
             await connection.broken.wait()
             await trio.testing.wait_all_tasks_blocked()
