@@ -292,6 +292,19 @@ def test_item_type_name_snake_cases_acronyms() -> None:
     assert item_type_name(HTTPResponseItem()) == "http_response_item"
 
 
+def test_item_type_name_is_kept_per_class_but_a_mapping_is_named_by_each_instance() -> None:
+    """Class names are remembered (items are named on every page); a mapping class is not,
+    since each of its instances names itself with its ``_type``."""
+
+    class Row(dict[str, object]):
+        pass
+
+    author = Author("a", datetime.date(2000, 1, 1))
+    assert [item_type_name(author) for _ in range(2)] == ["author", "author"]
+    named = [Row(_type="first"), Row(_type="second"), Row()]
+    assert [item_type_name(row) for row in named] == ["first", "second", "items"]
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 
