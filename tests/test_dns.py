@@ -85,7 +85,7 @@ async def test_one_query_per_name_while_it_is_pending_and_cached(
 async def test_the_system_resolver_uses_threads_of_its_own() -> None:
     """Its lookups never take the threads other work needs: trio's default limiter stays
     untouched while they run."""
-    resolve = SystemResolve(threads=2)
+    resolve = SystemResolve(threads=2, hosts_file=None)  # every lookup a getaddrinfo
     default = trio.to_thread.current_default_thread_limiter()
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:

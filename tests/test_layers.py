@@ -17,7 +17,7 @@ The floors, lowest first (a module may import its own floor and those below):
 8. ``_cli`` (and its modules), the package itself, ``__main__``
 
 Inside :mod:`trio_crawler._http` the layers go downward too: fetcher -> transport ->
-connections -> http11 / backend -> guard / dns / framing.
+connections -> http11 / backend -> guard / dns / framing -> hosts (the hosts file, read once).
 
 An import under ``if TYPE_CHECKING:`` is for annotations only (a pure module may name
 ``Settings`` in a signature): it is not an arrow of the graph.
@@ -60,19 +60,20 @@ FLOORS: dict[str, int] = {
 
 #: Inside _http: what each module may import (lower layers only).
 HTTP_LAYERS: dict[str, int] = {
-    "guard": 0,
-    "dns": 0,
-    "decode": 0,
-    "tls": 0,
-    "backend": 1,
-    "framing": 0,
-    "http11": 1,
-    "proxy": 2,
-    "connections": 2,
-    "errors": 2,
-    "transport": 3,
-    "fetcher": 4,
-    "__init__": 5,
+    "hosts": 0,
+    "guard": 1,
+    "dns": 1,
+    "decode": 1,
+    "tls": 1,
+    "backend": 2,
+    "framing": 1,
+    "http11": 2,
+    "proxy": 3,
+    "connections": 3,
+    "errors": 3,
+    "transport": 4,
+    "fetcher": 5,
+    "__init__": 6,
 }
 
 MAX_MODULE_LINES = 730  # "about 700"

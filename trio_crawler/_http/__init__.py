@@ -10,6 +10,7 @@ The floors, each importing only the ones below it:
                 for each head; ``framing`` for where heads and bodies end, as browsers read)
 ``backend``     dialling through the resolver and the address guard; plain TCP streams
 ``guard``       which addresses may be dialled (pure)    ``dns``  the resolver seam and cache
+``hosts``       the hosts file, read once, under ``dns``
 ``proxy``  ``tls``  ``errors``  ``decode``: routing, the TLS context, failure kinds, decoders
 
 No byte a site sends surfaces as anything but a response or a :class:`~trio_crawler.FetchError`

@@ -9,7 +9,9 @@ work needs (the SQLite store's writer) and never block the event loop; every loo
 deadline (a slow or failing resolver for one host holds only that host's requests, and a
 lookup that hangs is abandoned); concurrent lookups of one name share one query; answers are
 cached per crawl for ``ttl`` seconds, failures for ``negative_ttl``, and up to ``max_entries``
-names (at 20,000 hosts, about 4 MB).
+names (at 20,000 hosts, about 4 MB). A name the hosts file maps to one address is answered
+from the file, read once and again when it changes (:mod:`.hosts`), not by glibc reading it
+line by line for every name.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import trio
 
 from .._exceptions import FailureKind, FetchError
+from .hosts import HostsFile
 
 #: Name resolution seam: ``(host, port) -> [ip, ...]``. Tests replace it to make a public-looking
 #: name resolve to loopback.
@@ -33,14 +37,37 @@ DNS_THREADS = 64
 
 class SystemResolve:
     """The system resolver: ``getaddrinfo`` in worker threads of its own (at most
-    ``threads`` at once); cancelling a lookup abandons its thread."""
+    ``threads`` at once); cancelling a lookup abandons its thread.
 
-    def __init__(self, threads: int = DNS_THREADS) -> None:
+    A name the hosts file maps to one address is answered from the file, read once
+    (:class:`~.hosts.HostsFile`: when the system reads the file first, ``hosts_file`` is the
+    system's by default; ``None``: always ask ``getaddrinfo``).
+    """
+
+    def __init__(
+        self,
+        threads: int = DNS_THREADS,
+        *,
+        hosts_file: HostsFile | Literal["system"] | None = "system",
+        getaddrinfo: Callable[..., list[Any]] = socket.getaddrinfo,
+    ) -> None:
         self._threads = trio.CapacityLimiter(threads)
+        self._hosts = HostsFile.for_this_system() if hosts_file == "system" else hosts_file
+        self._refreshing = trio.Lock()
+        self._getaddrinfo = getaddrinfo
 
     async def __call__(self, host: str, port: int) -> list[str]:
+        hosts = self._hosts
+        if hosts is not None:
+            if hosts.due():
+                async with self._refreshing:
+                    if hosts.due():
+                        await trio.to_thread.run_sync(hosts.refresh, limiter=self._threads)
+            address = hosts.lookup(host)
+            if address is not None:
+                return [address]
         infos = await trio.to_thread.run_sync(
-            socket.getaddrinfo,
+            self._getaddrinfo,
             host,
             port,
             0,
