@@ -86,3 +86,30 @@ def test_a_started_host_goes_ahead_of_new_ones_for_a_while() -> None:
     assert claimed[:-1] == [(f"http://n{i}.test:80", 100 + i) for i in range(2, 50)]
     assert claimed[-1] == (a, 3)
     assert frontier.next_ready_time() is None
+
+
+def test_a_claim_that_sent_nothing_gives_its_turn_back() -> None:
+    """``give_back``: the host may be claimed again as if its last claim had not been; once,
+    and not when a pause moved its next allowed time since (the pause stands)."""
+    frontier: Frontier[int] = Frontier(per_host_concurrency=2, per_host_delay=1.0)
+    host = "http://h.test:80"
+    for i in range(5):
+        frontier.push(host, i)
+    assert [e for _, e in frontier.claim(10.0, 10)] == [0]
+    assert frontier.claim(10.0, 10) == []  # its next turn is at 11.0
+    frontier.give_back(host)
+    frontier.release(host)
+    assert [e for _, e in frontier.claim(10.0, 10)] == [1]  # at once
+    frontier.give_back(host)
+    frontier.give_back(host)  # once only
+    assert [e for _, e in frontier.claim(10.0, 10)] == [2]
+    assert frontier.claim(10.5, 10) == []
+    frontier.release(host)
+    frontier.release(host)
+    assert frontier.host(host).next_allowed == 11.0
+    # a pause after the claim stands
+    frontier.pause(host, 20.0)
+    frontier.give_back(host)
+    assert frontier.claim(19.0, 10) == []
+    assert [e for _, e in frontier.claim(20.0, 10)] == [3]
+    frontier.give_back("http://unknown.test:80")  # a host it never saw: nothing to do

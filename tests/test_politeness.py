@@ -759,6 +759,32 @@ async def test_crawl_delay_holds_from_the_first_request(
     assert min(gaps(web.starts("site.test"))) >= 5.0 - 1e-9
 
 
+async def test_urls_robots_txt_disallows_cost_their_host_no_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A disallowed URL is never sent, so it does not hold its host's next request back by
+    the delay; the requests that are sent keep the delay between them."""
+    paths = ["/a", "/private/1", "/private/2", "/private/3", "/b", "/private/4", "/c"]
+    web = VirtualWeb(
+        {
+            "site.test/robots.txt": lambda n: httpx.Response(
+                200, text="User-agent: *\nDisallow: /private/\n"
+            ),
+            "site.test/": answer_html(links(*paths)),
+        }
+    )
+    settings = virtual_settings(per_host_delay=1.0, per_host_concurrency=1)
+    _, stats = await run(
+        generic("http://site.test/"), settings, seconds=1000, transport=web.transport
+    )
+    assert stats.pages_ok == 4
+    assert stats.failures["robots"] == 4
+    starts = web.starts("site.test")
+    # robots.txt, then the pages one delay apart: no turn left for the four disallowed URLs
+    assert gaps(starts) == pytest.approx([1.0] * 4, abs=0.2)
+    assert min(gaps(starts)) >= 1.0 - 1e-9
+
+
 async def test_requests_waiting_for_robots_txt_keep_the_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

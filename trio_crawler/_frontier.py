@@ -24,7 +24,9 @@ in the order they are served:
 
 ``claim`` marks a request in flight and moves the host's next allowed time forward by its
 delay: the in-process stores space a host's claims here, by the delay and pauses that
-:mod:`trio_crawler._crawl.politeness` decides. ``release`` ends the flight.
+:mod:`trio_crawler._crawl.politeness` decides. ``release`` ends the flight; ``give_back``
+first, when the claim sent nothing (robots.txt disallowed it), so that it costs the host no
+turn.
 ``pause`` pushes a host's next allowed time (429/503, Retry-After, rate-limit headers).
 
 The heaps may hold stale entries (a host rescheduled); each host carries a version number and
@@ -58,6 +60,9 @@ class HostState(Generic[T]):
     scheduled: bool = False
     claimed: int = 0  # requests started so far (for per-host page budgets and statistics)
     part: int = 0  # the partition (process) the host belongs to (see Frontier.set_partitions)
+    # the last claim's turn: next_allowed before and after it (see Frontier.give_back)
+    turn_from: float = 0.0
+    turn_to: float = -1.0
 
 
 class Frontier(Generic[T]):
@@ -227,7 +232,8 @@ class Frontier(Generic[T]):
             state.in_flight += 1
             state.claimed += 1
             self._in_flight += 1
-            state.next_allowed = max(state.next_allowed, now) + state.delay
+            state.turn_from = max(state.next_allowed, now)
+            state.next_allowed = state.turn_to = state.turn_from + state.delay
             out.append((key, entry))  # still active: in flight
             self._schedule(state, now)
         for parked in busy:
@@ -241,6 +247,21 @@ class Frontier(Generic[T]):
         if not state.queue and not state.in_flight:
             self._active -= 1
         self._schedule(state)
+
+    def give_back(self, key: str) -> None:
+        """A claim of host ``key`` sent nothing (robots.txt disallowed it; the gate knows at
+        once, before the host is claimed again): the host may be claimed as if its last
+        claim had not been. Once; not when a pause moved its next allowed time since.
+        Politeness still holds where requests are sent
+        (:class:`~trio_crawler._crawl.politeness.Pace`)."""
+        state = self._hosts.get(key)
+        if state is None or state.next_allowed != state.turn_to:
+            return
+        state.next_allowed = state.turn_from
+        state.turn_to = -1.0
+        if state.scheduled:  # its place in line was for the later time
+            state.scheduled = False
+            self._schedule(state)
 
     def pause(self, key: str, until: float) -> None:
         """No new request to host ``key`` starts before ``until``."""

@@ -133,6 +133,11 @@ class RobotsGate:
             return Again(request, 0.0)  # robots.txt took this turn: back behind the delay
         if policy.allowed(request.url, self._ua):
             return None
+        if policy.kind == "rules":
+            # the site's robots.txt disallows it: nothing is sent, so it costs the host no
+            # turn (a host whose robots.txt failed keeps its pace: its verdict expires)
+            await self._politeness.unspent(claim.host)
+            return Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
         error = self._errors.get(site)
         if error is not None and policy.kind == "disallow_all":
             # the host itself is unreachable: say how, not just "robots"

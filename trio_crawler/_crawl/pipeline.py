@@ -72,6 +72,7 @@ class Pipeline:
             return decision
         request = await self._exchange.before(claim.request)
         if isinstance(request, Drop):
+            await self._politeness.unspent(claim.host)  # nothing was sent: no turn spent
             return Done()
         started = trio.current_time()
         result = await self._exchange.fetch(request, self._politeness.pacer(claim.host))

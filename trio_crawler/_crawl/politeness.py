@@ -161,6 +161,11 @@ class Politeness:
         if after != before:
             await self._store.set_host_delay(key, after)
 
+    async def unspent(self, key: str) -> None:
+        """A claim of ``key`` sent nothing: it costs the host no turn (its pace, kept where
+        requests are sent, is untouched)."""
+        await self._store.give_back_turn(key)
+
     async def hold(self, key: str, seconds: float) -> None:
         """No request to ``key`` starts for ``seconds`` (429/503, ``Retry-After``)."""
         await self._store.pause_host(key, trio.current_time() + seconds)

@@ -170,6 +170,12 @@ class CrawlStore(abc.ABC):
     async def pause_host(self, host: str, until: float) -> None:
         """No request to ``host`` starts before ``until`` (429/503, rate limits)."""
 
+    async def give_back_turn(self, host: str) -> None:  # noqa: B027  (optional, not abstract)
+        """A claim of ``host`` ended before any request was sent (robots.txt disallowed it):
+        the host's next claim need not wait its delay for this one. Called before the
+        claim's ``complete``. Stores that space claims in memory implement it; by default the
+        turn stays spent (the crawl is only slower)."""
+
     @abc.abstractmethod
     async def set_host_delay(self, host: str, delay: float) -> None:
         """The minimum gap between request starts on ``host`` (Crawl-delay, adaptive throttle)."""

@@ -143,6 +143,9 @@ class MemoryStore(LocalQueue, CrawlStore):
         self._frontier.pause(host, until)
         self._notify()
 
+    async def give_back_turn(self, host: str) -> None:
+        self._frontier.give_back(host)
+
     async def set_host_delay(self, host: str, delay: float) -> None:
         self._frontier.set_delay(host, delay)
 

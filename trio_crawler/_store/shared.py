@@ -199,6 +199,9 @@ class SharedStore(CrawlStore):
     async def pause_host(self, host: str, until: float) -> None:
         await self.inner.pause_host(host, until)
 
+    async def give_back_turn(self, host: str) -> None:
+        await self.inner.give_back_turn(host)
+
     async def set_host_delay(self, host: str, delay: float) -> None:
         if delay > 0:
             self._delayed_hosts.add(host)

@@ -273,6 +273,9 @@ class SplitStore(RemoteStore):
     async def pause_host(self, host: str, until: float) -> None:
         await self.local.pause_host(host, until)
 
+    async def give_back_turn(self, host: str) -> None:
+        await self.local.give_back_turn(host)
+
     async def set_host_delay(self, host: str, delay: float) -> None:
         await self.local.set_host_delay(host, delay)
 

@@ -579,6 +579,9 @@ class SqliteStore(LocalQueue, CrawlStore):
         self._dirty_host(host)
         self._notify()
 
+    async def give_back_turn(self, host: str) -> None:
+        self._frontier.give_back(host)
+
     async def set_host_delay(self, host: str, delay: float) -> None:
         self._frontier.set_delay(host, delay)
         self._dirty_host(host)
