@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import bench_broad_analysis as analysis
 import bench_broad_dns as dns
 import bench_broad_hosts as hosts
+import bench_procs
 from bench_broad_sim import politeness_bound, simulate, simulate_cpu
 from bench_broad_site import PRIVATE_PAGE, ROBOTS_PAGE, Site
 
@@ -306,3 +307,16 @@ def test_dns_garbage_gets_formerr_or_nothing() -> None:
     assert dns.answer(b"\x00\x01", hosts=1) is None
     reply = dns.answer(b"\x00\x01" + b"\x01\x00\x00\x01" + b"\x00" * 6 + b"\x40", hosts=1)
     assert reply is not None and reply[3] & 0xF == dns.FORMERR
+
+
+def test_the_benchmarks_compile_the_package_before_they_measure_it(tmp_path: Path) -> None:
+    """A tree just checked out is compiled once, not by every measured run (this machine sets
+    PYTHONDONTWRITEBYTECODE); a tree that does not compile is a one-line setup error."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("VALUE = 1\n")
+    bench_procs.compile_package(package)
+    assert [p.name.split(".")[0] for p in (package / "__pycache__").iterdir()] == ["__init__"]
+    (package / "broken.py").write_text("def (:\n")
+    with pytest.raises(bench_procs.SetupError, match="cannot compile"):
+        bench_procs.compile_package(package)
