@@ -785,6 +785,60 @@ async def test_urls_robots_txt_disallows_cost_their_host_no_turn(
     assert min(gaps(starts)) >= 1.0 - 1e-9
 
 
+async def test_disallowed_seeds_cost_their_host_no_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """URLs admitted before their host's robots.txt is known (here: seeds) are refused at the
+    gate, and hand their turn back: the pages that are sent stay one delay apart."""
+    web = VirtualWeb(
+        {
+            "site.test/robots.txt": lambda n: httpx.Response(
+                200, text="User-agent: *\nDisallow: /private/\n"
+            ),
+            "site.test/": answer_html(links("/a", "/b")),
+        }
+    )
+    settings = virtual_settings(per_host_delay=1.0, per_host_concurrency=1)
+    seeds = ["http://site.test/", *(f"http://site.test/private/{i}" for i in range(4))]
+    _, stats = await run(generic(*seeds), settings, seconds=1000, transport=web.transport)
+    assert stats.pages_ok == 3
+    assert stats.failures["robots"] == 4
+    assert gaps(web.starts("site.test")) == pytest.approx([1.0] * 3, abs=0.2)
+
+
+async def test_a_disallowed_link_of_the_last_page_does_not_wait_for_a_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A link the host's robots.txt (known by then) disallows is refused when the page that
+    found it is done: the crawl ends with its last answer, not one delay later, and the
+    refused URL is recorded once however many pages link to it."""
+    web = VirtualWeb(
+        {
+            "site.test/robots.txt": lambda n: httpx.Response(
+                200, text="User-agent: *\nDisallow: /private/\n"
+            ),
+            "site.test/": answer_html(links("/a", "/private/x")),
+            "site.test/a": answer_html(links("/", "/private/x", "/private/y")),
+        },
+        latency=0.1,
+    )
+    settings = virtual_settings(per_host_delay=5.0, per_host_concurrency=1)
+    items, stats = await run(
+        generic("http://site.test/"), settings, seconds=1000, transport=web.transport
+    )
+    ended = trio.current_time()
+    assert stats.pages_ok == 2
+    assert stats.failures["robots"] == 2
+    assert sorted(i.url for i in items if i.error) == [
+        "http://site.test/private/x",
+        "http://site.test/private/y",
+    ]
+    starts = web.starts("site.test")
+    assert len(starts) == 3  # robots.txt, /, /a
+    # /a was sent last; the crawl ended with its answer (the delay is 5 s)
+    assert ended - starts[-1] < 1.0
+
+
 async def test_requests_waiting_for_robots_txt_keep_the_delay(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -380,6 +380,20 @@ def test_cache_lru_eviction() -> None:
     assert cache.get("http://c", 0.0) is c
 
 
+def test_cache_peek_neither_reorders_nor_returns_expired() -> None:
+    cache = RobotsCache(max_entries=2)
+    a, b, c = (RobotsPolicy.allow_all() for _ in range(3))
+    cache.put("http://a", a)
+    cache.put("http://b", b)
+    assert cache.peek("http://a", 0.0) is a  # a look only: a stays the least recently used
+    cache.put("http://c", c)
+    assert cache.peek("http://a", 0.0) is None
+    assert cache.peek("http://b", 0.0) is b
+    cache.put("http://d", RobotsPolicy.unreachable(now=0.0, error_ttl=10.0))
+    assert cache.peek("http://d", 9.0) is not None
+    assert cache.peek("http://d", 10.0) is None
+
+
 def test_cache_rejects_zero_size() -> None:
     with pytest.raises(ValueError):
         RobotsCache(max_entries=0)

@@ -25,7 +25,7 @@ from trio_crawler._store.memory import MemoryStore
 from trio_crawler._store.shared import SharedStore
 from trio_crawler._store.split import HostParts, part_of
 from trio_crawler.spiders.generic import GenericSpider
-from trio_crawler.testing import Site, SiteServer, html_page, open_site_server
+from trio_crawler.testing import Response, Site, SiteServer, html_page, open_site_server
 
 CLI = [sys.executable, "-m", "trio_crawler"]
 
@@ -192,6 +192,34 @@ async def test_every_page_of_every_host_once(tmp_path: Path, processes: int) -> 
     figures = json.loads(stats.read_text())
     assert figures["stop_reason"] == "finished"
     assert figures["pages_ok"] == figures["items"] == len(servers) * 12  # workers' merged in
+
+
+async def test_disallowed_links_recorded_once_and_never_fetched(tmp_path: Path) -> None:
+    """Each host's robots.txt disallows /private/, which every page links to (the roots also
+    to the other hosts' /private/ pages): each such URL is recorded once, by whichever process
+    found it, as disallowed, and none is fetched."""
+    out = tmp_path / "out.jsonl"
+    async with web(6, parts=2) as servers:
+        for server in servers:
+            robots = b"User-agent: *\nDisallow: /private/\n"
+            plain = (("content-type", "text/plain"),)
+            server.site.add("/robots.txt", Response(body=robots, headers=plain))
+            for p in range(6):
+                path = "/" if p == 0 else f"/p{p}"
+                page = server.site.routes[path]
+                assert isinstance(page, Response)
+                extra = f'<a href="/private/{p % 3}">x</a> '
+                if p == 0:
+                    extra += "".join(f'<a href="{s.url("/private/0")}">x</a> ' for s in servers)
+                server.site.add(path, dataclasses.replace(page, body=page.body + extra.encode()))
+        code, err = await split_crawl(servers, out, 2, "--delay", "0")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    refused = sorted(r["url"] for r in records if r.get("error_kind") == "robots")
+    assert refused == sorted(s.url(f"/private/{k}") for s in servers for k in range(3))
+    for server in servers:
+        assert not [r for r in server.requests if r.path.startswith("/private/")]
+    assert sorted(r["url"] for r in records if not r.get("error")) == expected_urls(servers, 6)
 
 
 async def test_the_link_graph_of_every_process_reaches_the_first(tmp_path: Path) -> None:

@@ -213,6 +213,14 @@ class RobotsCache:
         self._entries.move_to_end(origin)
         return policy
 
+    def peek(self, origin: str, now: float) -> RobotsPolicy | None:
+        """Like :meth:`get`, without making the origin the most recently used (a look from
+        the admission of links: the origin's own requests keep it in the cache)."""
+        policy = self._entries.get(origin)
+        if policy is None or policy.is_expired(now):
+            return None
+        return policy
+
     def put(self, origin: str, policy: RobotsPolicy) -> None:
         self._entries[origin] = policy
         self._entries.move_to_end(origin)

@@ -62,7 +62,7 @@ from .._http import AddressGuard, Fetcher, Resolver, allow_seed_hosts
 from .._settings import Settings
 from .._spider import Request, Spider
 from .._stats import Counters, CrawlStats, ErrorLog
-from .._store import Claim, CrawlStore, open_store
+from .._store import Claim, CrawlStore, NewRequest, open_store
 from .._store.shared import SharedStore
 from .._urls import UrlRules
 from .admission import Admission
@@ -546,22 +546,34 @@ class Crawler:
         if isinstance(outcome, Again):
             await settle.retry(outcome.request, outcome.delay)
         elif isinstance(outcome, Failed):
-            produced = await self._failed(settle.claim, outcome)
+            produced = await self._failed(settle.claim.request, outcome)
             await self._processor.hand_on(produced, items)
             await settle.complete((), produced)
         else:
             produced = list(outcome.items)
             if outcome.error is not None:
                 produced += await self._scrape_failed(settle.claim, outcome.error)
+            if outcome.refused:
+                produced += await self._refused(outcome.refused)
             await self._processor.hand_on(produced, items)
             queued = await settle.complete(outcome.new, produced, outcome.graph)
             if outcome.hop and queued == 0:
                 self._counters.dropped["redirect_to_seen"] += 1
 
-    async def _failed(self, claim: Claim, failed: Failed) -> list[Any]:
+    async def _refused(self, refused: Sequence[NewRequest]) -> list[Any]:
+        """A page's links that robots.txt disallows (``Done.refused``): each one new to the
+        seen set recorded as a refused claim is; the items ``Spider.failed`` yields."""
+        fresh = await self.store.mark_seen([item.fingerprint for item in refused])
+        failed = Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
+        produced: list[Any] = []
+        for item, is_new in zip(refused, fresh, strict=True):
+            if is_new:
+                produced += await self._failed(item.request, failed)
+        return produced
+
+    async def _failed(self, request: Request, failed: Failed) -> list[Any]:
         """Record a failure; the items ``Spider.failed`` yields for it."""
         c = self._counters
-        request = claim.request
         if is_sitemap(request):
             c.dropped["sitemap_failed"] += 1
             log.info("sitemap %s failed: %s", request.url, failed.message)
@@ -571,7 +583,7 @@ class Crawler:
         level = logging.INFO if failed.kind in _QUIET_KINDS else logging.WARNING
         log.log(level, "%s failed: %s", request.original_url, failed.message)
         assert self._pipeline is not None
-        return list(await self._pipeline.failed(claim, failed))
+        return list(await self._pipeline.failed(request, failed))
 
     async def _scrape_failed(self, claim: Claim, exc: BaseException) -> list[Any]:
         """``scrape`` raised (the page was counted as failed): ``fail_fast`` stops the crawl;
@@ -580,7 +592,7 @@ class Crawler:
             self.stop("fail_fast")
         assert self._pipeline is not None
         failed = Failed(FailureKind.SCRAPE_ERROR, f"{type(exc).__name__}: {exc}")
-        return list(await self._pipeline.failed(claim, failed, exc))
+        return list(await self._pipeline.failed(claim.request, failed, exc))
 
     def _spider_error(self, exc: BaseException, url: str, where: str) -> None:
         """Code raised outside a page's pipeline (``process``, or a bug of ours): recorded;

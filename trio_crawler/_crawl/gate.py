@@ -15,6 +15,7 @@ pages; a fetched sitemap yields its page URLs and child sitemaps, within a crawl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from .._settings import Settings
 from .._sitemaps import SitemapBudget, parse_sitemap, sitemap_url
 from .._spider import Request
 from .._stats import Counters
-from .._store import Claim, CrawlStore
+from .._store import Claim, CrawlStore, NewRequest
 from .._urls import UrlRules, resolve
 from .admission import Admission
 from .exchange import Exchange
@@ -143,6 +144,34 @@ class RobotsGate:
             # the host itself is unreachable: say how, not just "robots"
             return Failed(error.kind, f"robots.txt: {error}")
         return Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
+
+    def sort_out(self, done: Done) -> Done:
+        """A page's links (``done.new``), less those the site's own robots.txt rules, in the
+        cache and fresh, disallow: they move to ``done.refused``, and the engine records them
+        when the page is done, as :meth:`check` would. They no longer wait in the queue for a
+        turn of their host only to be refused then (with a host's last pages, that wait was
+        the end of the crawl: the host's delay). Left to :meth:`check`: a host not looked at
+        yet, or whose robots.txt failed or expired; ``dont_filter`` requests; and everything
+        when the store's seen set is not in this process' memory (``seen_in_memory``: a
+        crash between the mark and the page's commit would lose the records)."""
+        new = done.new
+        if not new or not self._settings.obey_robots or not self._store.seen_in_memory:
+            return done
+        now = trio.current_time()
+        cache, ua, origin = self._cache, self._ua, self._rules.origin
+        by_ip = self._settings.politeness_key == "ip"
+        keep: list[NewRequest] = []
+        refused: list[NewRequest] = []
+        for item in new:
+            request = item.request
+            policy = None
+            if not request.dont_filter:
+                policy = cache.peek(origin(request.url) if by_ip else item.host, now)
+            if policy is None or policy.kind != "rules" or policy.allowed(request.url, ua):
+                keep.append(item)
+            else:
+                refused.append(item)
+        return dataclasses.replace(done, new=keep, refused=refused) if refused else done
 
     async def _policy(self, site: str, key: str) -> tuple[RobotsPolicy, bool]:
         """The robots policy of origin ``site``, and whether this request's turn was spent on

@@ -20,7 +20,9 @@ class Done:
     ``hop``: ``new`` is a redirect's next hop (a target seen before is counted as
     ``redirect_to_seen``). ``error``: spider code raised on the page (``--fail-fast`` stops
     the crawl). ``graph``: what the page adds to the link graph (``Settings.link_graph``),
-    committed with the page.
+    committed with the page. ``refused``: links their host's robots.txt (already known)
+    disallows (:meth:`~.gate.RobotsGate.sort_out`): marked seen, the new ones recorded as
+    failed, never queued.
     """
 
     new: Sequence[NewRequest] = ()
@@ -28,6 +30,7 @@ class Done:
     hop: bool = False
     error: BaseException | None = None
     graph: PageGraph | None = None
+    refused: Sequence[NewRequest] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

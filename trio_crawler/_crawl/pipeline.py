@@ -6,6 +6,7 @@
       ->  politeness (adaptive throttle, the spider's rate limit)
       ->  [3xx: redirects]  ->  after hooks  ->  retry policy (429, 5xx...)
       ->  [not 2xx: failed]  ->  [render: the page in a browser]  ->  scraper
+      ->  gate again (its links that robots.txt, known by now, disallows: refused)
 
 The result is an :data:`~.outcome.Outcome` (done, again later, failed) that the engine
 applies. Nothing here settles a claim or touches the engine.
@@ -99,13 +100,13 @@ class Pipeline:
             if not isinstance(rendered, Page):
                 return rendered
             page = rendered
-        return await self._scraper.scrape(page)
+        return self._gate.sort_out(await self._scraper.scrape(page))
 
     async def failed(
-        self, claim: Claim, failed: Failed, exception: BaseException | None = None
+        self, request: Request, failed: Failed, exception: BaseException | None = None
     ) -> list[object]:
         """The items ``Spider.failed`` yields for a request that ended as ``failed``."""
-        return await self._scraper.failed(claim.request, failed, exception)
+        return await self._scraper.failed(request, failed, exception)
 
     async def _paced(self, claim: Claim, page: Page) -> Outcome | None:
         """The host's pace after an answer: the adaptive throttle, the spider's rate limit."""

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 class MemoryStore(LocalQueue, CrawlStore):
     """Everything in memory. Fingerprints are 64-bit ints (not URL strings)."""
 
+    seen_in_memory = True
+
     def __init__(
         self,
         *,

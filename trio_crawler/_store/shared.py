@@ -102,6 +102,7 @@ class SharedStore(CrawlStore):
     ) -> None:
         super().__init__()
         self.inner = inner
+        self.seen_in_memory = inner.seen_in_memory
         self._parts: HostParts | None = None
         self._own_hosts: MemoryStore | None = None  # inner, with split hosts (memory only)
         if split == "hosts":

@@ -167,6 +167,9 @@ class SplitStore(RemoteStore):
     #: this did not change pages/s measurably).
     batch_seconds = BATCH_SECONDS
 
+    #: Its seen set is its own hosts' (``local``), and robots.txt is known only of those.
+    seen_in_memory = True
+
     def __init__(self, framed: Framed, status: Status, setup: Mapping[str, Any]) -> None:
         self.local = MemoryStore.from_settings(setup["settings"])
         super().__init__(framed, status)
