@@ -5,10 +5,13 @@ in a subprocess against loopback servers). Only our own PIDs are signalled."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
+import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -220,6 +223,35 @@ async def test_disallowed_links_recorded_once_and_never_fetched(tmp_path: Path) 
     for server in servers:
         assert not [r for r in server.requests if r.path.startswith("/private/")]
     assert sorted(r["url"] for r in records if not r.get("error")) == expected_urls(servers, 6)
+
+
+async def test_every_output_format_gets_every_process_records(tmp_path: Path) -> None:
+    """The parent writes the outputs of every process: JSON Lines, CSV and SQLite hold the
+    same pages, each once."""
+    out = tmp_path / "out.jsonl"
+    csv_out, db_out = tmp_path / "out.csv", tmp_path / "out.db"
+    async with web(6, parts=2) as servers:
+        code, err = await split_crawl(
+            servers, out, 2, "--delay", "0", "-o", str(csv_out), "-o", str(db_out)
+        )
+    assert code == 0, err
+    expected = expected_urls(servers, 6)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["url"] for r in lines) == expected
+    assert all(r["status"] == 200 and r["title"] is None for r in lines)
+    rows = list(csv.DictReader(io.StringIO(csv_out.read_text(), newline="")))
+    assert sorted(r["url"] for r in rows) == expected
+    db = sqlite3.connect(db_out)
+    try:
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        paged = [
+            t for t in tables if "url" in {c[1] for c in db.execute(f'PRAGMA table_info("{t}")')}
+        ]
+        assert len(paged) == 1, tables
+        urls = sorted(u for (u,) in db.execute(f'SELECT url FROM "{paged[0]}"'))
+    finally:
+        db.close()
+    assert urls == expected
 
 
 async def test_the_link_graph_of_every_process_reaches_the_first(tmp_path: Path) -> None:
