@@ -112,7 +112,7 @@ class CrawlStore(abc.ABC):
     #: Whether :meth:`mark_seen` is a call into this process' memory that no crash can
     #: separate from the next :meth:`complete` (nothing is kept after the process). The engine
     #: then refuses a link its host's robots.txt disallows when the page that found it is
-    #: done, instead of queueing it for a turn of the host (see ``RobotsGate.known_refusals``).
+    #: done, instead of queueing it for a turn of the host (see ``RobotsGate.sort_out``).
     seen_in_memory: bool = False
 
     def __init__(self) -> None:
