@@ -67,7 +67,7 @@ from .._store.shared import SharedStore
 from .._urls import UrlRules
 from .admission import Admission
 from .exchange import Archive, Exchange
-from .gate import RobotsGate, Sitemaps, is_sitemap
+from .gate import DISALLOWED, RobotsGate, Sitemaps, is_sitemap
 from .outcome import Again, Done, Failed, Outcome
 from .pipeline import Pipeline
 from .politeness import Politeness
@@ -564,11 +564,10 @@ class Crawler:
         """A page's links that robots.txt disallows (``Done.refused``): each one new to the
         seen set recorded as a refused claim is; the items ``Spider.failed`` yields."""
         fresh = await self.store.mark_seen([item.fingerprint for item in refused])
-        failed = Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
         produced: list[Any] = []
         for item, is_new in zip(refused, fresh, strict=True):
             if is_new:
-                produced += await self._failed(item.request, failed)
+                produced += await self._failed(item.request, DISALLOWED)
         return produced
 
     async def _failed(self, request: Request, failed: Failed) -> list[Any]:

@@ -46,6 +46,10 @@ ROBOTS_REDIRECTS = 5
 #: store kept of its answer, not fetched again).
 ROBOTS_CACHE_SIZE = 10_000
 
+#: What a request robots.txt disallows ends as: refused at the gate (:meth:`RobotsGate.check`),
+#: or when the page that found it is done (:meth:`RobotsGate.sort_out`).
+DISALLOWED = Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
+
 #: ``Request.meta`` key marking a sitemap request (read by :class:`Sitemaps`, never scraped).
 SITEMAP = "trio_crawler.sitemap"
 
@@ -138,12 +142,12 @@ class RobotsGate:
             # the site's robots.txt disallows it: nothing is sent, so it costs the host no
             # turn (a host whose robots.txt failed keeps its pace: its verdict expires)
             await self._politeness.unspent(claim.host)
-            return Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
+            return DISALLOWED
         error = self._errors.get(site)
         if error is not None and policy.kind == "disallow_all":
             # the host itself is unreachable: say how, not just "robots"
             return Failed(error.kind, f"robots.txt: {error}")
-        return Failed(FailureKind.ROBOTS, "disallowed by robots.txt")
+        return DISALLOWED
 
     def sort_out(self, done: Done) -> Done:
         """A page's links (``done.new``), less those the site's own robots.txt rules, in the
