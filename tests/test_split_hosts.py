@@ -26,7 +26,7 @@ from trio_crawler._spider import Request
 from trio_crawler._store.base import NewRequest
 from trio_crawler._store.memory import MemoryStore
 from trio_crawler._store.shared import SharedStore
-from trio_crawler._store.split import HostParts, part_of
+from trio_crawler._store.split import PARENT_WEIGHT, HostParts, part_of
 from trio_crawler.spiders.generic import GenericSpider
 from trio_crawler.testing import Response, Site, SiteServer, html_page, open_site_server
 
@@ -46,13 +46,19 @@ def hosts_of(part: int, parts: int, count: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- bookkeeping
-def test_a_host_belongs_to_one_process_and_the_split_is_even() -> None:
-    counts = [0, 0, 0]
-    for i in range(3000):
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_a_host_belongs_to_one_process_and_the_parent_takes_a_smaller_share(parts: int) -> None:
+    """The parent (0) takes PARENT_WEIGHT against each worker's 1 (it also writes every
+    output); the workers share the rest evenly."""
+    counts = [0] * parts
+    keys = 20_000
+    for i in range(keys):
         key = f"http://h{i}.test"
-        assert part_of(key, 3) == part_of(key, 3)
-        counts[part_of(key, 3)] += 1
-    assert min(counts) > 800
+        assert part_of(key, parts) == part_of(key, parts)
+        counts[part_of(key, parts)] += 1
+    share = keys / (PARENT_WEIGHT + parts - 1)
+    assert abs(counts[0] - PARENT_WEIGHT * share) < 0.05 * share
+    assert all(abs(count - share) < 0.05 * share for count in counts[1:]), counts
     assert part_of("http://anything", 1) == 0
 
 
