@@ -24,7 +24,7 @@ from hostile import head, raw, raw_server
 from trio_crawler._exceptions import FetchError
 from trio_crawler._http import AddressGuard, Fetcher, GuardedBackend, Resolver, http11
 from trio_crawler._http.backend import dial
-from trio_crawler._http.connections import Connections, Route
+from trio_crawler._http.connections import Connections, Route, _Releasing
 from trio_crawler._http.http11 import request_head
 from trio_crawler._http.transport import GuardedTransport
 from trio_crawler._settings import Settings
@@ -306,6 +306,31 @@ async def test_fetcher_closes_every_connection() -> None:
             assert server.open_now == 0
             with pytest.raises(RuntimeError):
                 await fetcher.fetch(server.url("/a"))
+
+
+async def test_idle_connections_close_at_once_and_the_server_sees_each_close() -> None:
+    """The end of a crawl closes every idle connection without a checkpoint each (a
+    thousand of them took 35-45 ms); each is closed all the same, and a busy one still
+    closes the awaited way."""
+    with trio.fail_after(LIMIT):
+        async with counting_server() as server:
+            conns = connections(max_idle=64)
+            async with trio.open_nursery() as nursery:
+                for i in range(20):  # 20 at once: 20 connections, then idle
+                    nursery.start_soon(exchange, conns, server, f"/p{i}")
+            assert server.connections == conns.idle_count() == server.open_now == 20
+            idle = list(conns._lru)
+            busy = await conns.exchange(route(server), get(server, "/busy"))  # body unread
+            assert server.open_now == 20 and conns.idle_count() == 19
+            assert isinstance(busy.stream, _Releasing)
+            assert busy.stream._conn.close_now() is False  # in use: only aclose() may
+            assert idle[0].close_now() is True and idle[0].is_closed()  # no await
+            with trio.testing.assert_checkpoints():
+                await conns.aclose()
+            assert all(conn.is_closed() for conn in idle)
+            await busy.aclose()
+            await settle()
+            assert server.open_now == 0
 
 
 async def test_refused_connection_is_a_connect_failure() -> None:

@@ -259,6 +259,17 @@ class PlainStream(httpcore.AsyncNetworkStream):
         self._fd = -1
         await self._inner.aclose()
 
+    def close_now(self) -> bool:
+        """Close the socket without awaiting (what trio's ``SocketStream.aclose`` does before
+        its checkpoint), for a connection no task is using: a crawl's end closes a thousand
+        idle connections or more, 35-45 ms of one checkpoint each."""
+        sock: trio.socket.SocketType | None = self._inner.get_extra_info("socket")
+        if sock is None:
+            return False
+        self._fd = -1
+        sock.close()
+        return True
+
     async def start_tls(
         self,
         ssl_context: ssl.SSLContext,

@@ -385,6 +385,15 @@ class Http11Connection:
         self._state = _CLOSED
         await self._stream.aclose()
 
+    def close_now(self) -> bool:
+        """Close an idle connection without awaiting, when its stream can (a plain one:
+        :meth:`~.backend.PlainStream.close_now`); False when :meth:`aclose` must run."""
+        close = getattr(self._stream, "close_now", None)
+        if self._state != _IDLE or close is None or not close():
+            return False
+        self._state = _CLOSED
+        return True
+
     def is_idle(self) -> bool:
         return self._state == _IDLE
 
