@@ -67,8 +67,9 @@ BATCH_SECONDS = 0.005
 #: The parent's share of the hosts against each worker's 1. The parent also writes every
 #: process' output and routes the links that cross: with an even split, its hosts finished
 #: last in 15 of 16 runs of ``scripts/bench_broad`` (2 processes), up to 1.5 s after the
-#: worker's, which idled. 0.9 (47 % of the hosts for the parent) took 4 % less wall time
-#: over 15 interleaved pairs (11 faster); see the README.
+#: worker's, which idled. With 0.9 (47 % of the hosts for the parent) the wall time's median
+#: ratio was 0.978 over 38 interleaved pairs (24 faster); 0.95 and 0.8 gained nothing (11-12
+#: pairs each). Measured with 2 processes only.
 PARENT_WEIGHT = 0.9
 
 
