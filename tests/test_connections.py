@@ -310,7 +310,7 @@ async def test_fetcher_closes_every_connection() -> None:
 
 async def test_idle_connections_close_at_once_and_the_server_sees_each_close() -> None:
     """The end of a crawl closes every idle connection without a checkpoint each (a
-    thousand of them took 35-45 ms); each is closed all the same, and a busy one still
+    thousand of them took 23-45 ms); each is closed all the same, and a busy one still
     closes the awaited way."""
     with trio.fail_after(LIMIT):
         async with counting_server() as server:
